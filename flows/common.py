@@ -1,0 +1,55 @@
+"""What every stage flow shares: the command line, the task runner, clean failures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+from tasks.telemetry import disable_telemetry
+
+disable_telemetry()
+
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from beatedit.config import Config, ConfigError, load_config  # noqa: E402
+
+PARAMS_ENV = "BEATEDIT_PARAMS"
+
+
+class StageFailed(RuntimeError):
+    """A stage ended in a known, explained failure (gate missed, nothing to process, ...)."""
+
+    exit_code = 2
+
+
+def task_runner(cfg: Config) -> Any:
+    """Thread pool by default; a Dask cluster when ``orchestration.task_runner: dask``."""
+    if cfg.orchestration.task_runner == "dask":
+        from flows.dask_runner import dask_task_runner
+
+        return dask_task_runner(cfg)
+    return ThreadPoolTaskRunner(max_workers=cfg.orchestration.max_workers)
+
+
+def load_stage_config(params: str, overrides: list[str] | tuple[str, ...]) -> Config:
+    return load_config(params, list(overrides))
+
+
+def stage_main(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
+    """``python -m flows.<stage> [--params FILE] [--set key=value ...]`` for DVC's ``cmd``."""
+    name = getattr(flow, "name", getattr(flow, "__name__", "stage"))
+    parser = argparse.ArgumentParser(prog=f"python -m flows.{name}", description=(flow.__doc__ or "").strip().splitlines()[0] if flow.__doc__ else None)
+    parser.add_argument("--params", default=os.environ.get(PARAMS_ENV, "params.yaml"), help="parameters file (default params.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        load_config(args.params, args.overrides)  # fail fast, before Prefect starts its server
+        flow(params=args.params, overrides=args.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except StageFailed as exc:
+        print(f"error: stage {name} failed: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None

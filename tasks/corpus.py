@@ -1,0 +1,54 @@
+"""Corpus stage tasks: generate the default corpus, or index a user's own folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from beatedit import layout
+from beatedit.audio import AUDIO_EXTENSIONS
+from beatedit.config import Config, ConfigError
+from beatedit.corpus import generate_corpus
+from tasks import tracking
+
+
+@task(name="generate-corpus")
+def generate_corpus_task(cfg: Config) -> list[dict]:
+    manifest = generate_corpus(cfg.data.corpus, layout.CORPUS_DIR)
+    get_run_logger().info("generated %d songs (%.0f s of audio) into %s", len(manifest), sum(m["duration"] for m in manifest), layout.CORPUS_DIR)
+    return manifest
+
+
+@task(name="index-user-folder")
+def index_user_folder_task(cfg: Config) -> list[dict]:
+    """A user's folder: list every file (the stems stage quarantines what it cannot decode)."""
+    folder = Path(cfg.data.audio_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"params.yaml: data.audio_dir {str(folder)!r} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ConfigError(f"params.yaml: data.audio_dir {str(folder)!r} holds no files")
+    manifest = [{"song_id": p.stem, "path": str(p), "audio_extension": p.suffix.lower() in AUDIO_EXTENSIONS, "has_truth": False} for p in files]
+    layout.CORPUS_DIR.mkdir(parents=True, exist_ok=True)
+    layout.CORPUS_MANIFEST.write_text(json.dumps(manifest, indent=1))
+    get_run_logger().info("indexed %d files in %s (no ground truth: beat metrics will be skipped)", len(files), folder)
+    return manifest
+
+
+@task(name="corpus-metrics")
+def corpus_metrics_task(manifest: list[dict], generated: bool) -> dict:
+    metrics = {"songs": len(manifest), "generated": generated}
+    if generated:
+        metrics.update(
+            total_seconds=round(sum(m["duration"] for m in manifest), 3),
+            min_seconds=round(min(m["duration"] for m in manifest), 3),
+            max_seconds=round(max(m["duration"] for m in manifest), 3),
+            min_tempo=min(m["tempo"] for m in manifest),
+            max_tempo=max(m["tempo"] for m in manifest),
+            songs_in_3_4=sum(1 for m in manifest if m["meter"] == 3),
+        )
+    tracking.write_metrics(layout.METRICS_DIR / "corpus.json", metrics)
+    tracking.log_file(layout.CORPUS_MANIFEST)
+    return metrics

@@ -1,0 +1,108 @@
+"""The one MLflow helper every stage uses: open a run for a stage and log to it.
+
+Embedded default: ``sqlite:///mlflow.db`` with artifacts in ``./mlartifacts`` at the
+repo root; ``MLFLOW_TRACKING_URI`` overrides. A stage run is nested under the
+pipeline run when one is active in this process or when ``BEATEDIT_PARENT_RUN_ID``
+names one (the pipeline flow sets it for the ``dvc repro`` processes it starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from tasks.telemetry import disable_telemetry
+
+disable_telemetry()
+
+import mlflow  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from beatedit.config import Config, config_to_dict, flatten  # noqa: E402
+from models.checkpoint import dvc_lock_hash, git_commit  # noqa: E402
+
+PARENT_RUN_ENV = "BEATEDIT_PARENT_RUN_ID"
+OVERRIDES_ENV = "BEATEDIT_OVERRIDES"
+
+
+def tracking_uri(cfg: Config) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri
+
+
+def configure(cfg: Config) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists; return its id."""
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+        location = Path(cfg.mlflow.artifact_root).resolve().as_uri() if local else None
+        exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+@contextmanager
+def stage_run(stage: str, cfg: Config, overrides: list[str] | None = None, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run for one stage: params, git commit and dvc.lock hash logged up front."""
+    exp_id = configure(cfg)
+    active = mlflow.active_run()
+    parent = active.info.run_id if active else os.environ.get(PARENT_RUN_ENV) or None
+    overrides = list(overrides or []) + [o for o in os.environ.get(OVERRIDES_ENV, "").split("\n") if o]
+    run_tags = {
+        "stage": stage,
+        "git_commit": git_commit(),
+        "dvc_lock_hash": dvc_lock_hash(),
+        "overrides": json.dumps(overrides),
+        **(tags or {}),
+    }
+    with mlflow.start_run(run_name=stage, experiment_id=exp_id, nested=parent is not None, parent_run_id=parent, tags=run_tags) as run:
+        params = {k: ("null" if v is None else v) for k, v in flatten(config_to_dict(cfg)).items()}
+        mlflow.log_params(params)
+        for text in overrides:
+            key, _, value = text.partition("=")
+            mlflow.set_tag(f"override.{key}", value)
+        yield run
+
+
+def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+    """Log the numeric entries of a (possibly nested) metrics dict."""
+    flat = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    flat.update({k: float(v) for k, v in flatten(metrics).items() if isinstance(v, bool)})
+    if flat:
+        mlflow.log_metrics({k.replace("/", "_"): v for k, v in flat.items()}, step=step)
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    mlflow.log_dict(obj, artifact_file)
+
+
+def log_file(path: str | Path, artifact_path: str | None = None) -> None:
+    if Path(path).exists():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_figure(fig: Any, artifact_file: str) -> None:
+    mlflow.log_figure(fig, artifact_file)
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write a DVC metrics file (JSON) atomically and log it to the active run."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        json.dump(metrics, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    Path(fh.name).replace(path)
+    if mlflow.active_run():
+        log_metrics(metrics)
+        mlflow.log_artifact(str(path), artifact_path="metrics")
+    return path

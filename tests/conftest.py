@@ -1,0 +1,44 @@
+"""Shared fixtures. Telemetry is turned off before any tool is imported."""
+
+from __future__ import annotations
+
+import os
+
+for _k, _v in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}.items():
+    os.environ[_k] = _v
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session (real flows, local mode)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch):
+    """A real MLflow SQLite store + artifact folder in a temp dir; returns the tracking URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("BEATEDIT_PARENT_RUN_ID", raising=False)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture()
+def in_tmp_repo(tmp_path, monkeypatch):
+    """Run with the working directory in a temp folder (stages write data/, metrics/ relative to it)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
