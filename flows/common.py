@@ -53,3 +53,22 @@ def stage_main(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
     except StageFailed as exc:
         print(f"error: stage {name} failed: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+
+
+def run_with_runner(flow_obj: Any, cfg: Config, **kwargs: Any) -> Any:
+    """Run a per-song flow with the task runner params.yaml asks for (thread pool or Dask)."""
+    return flow_obj.with_options(task_runner=task_runner(cfg))(**kwargs)
+
+
+class TooManyQuarantined(StageFailed):
+    exit_code = 3
+
+
+def quarantine_gate(stage: str, metrics: dict, cfg: Config) -> None:
+    """Say how many songs were quarantined; fail the stage when too few songs are left to go on with."""
+    n_bad, n_ok = int(metrics.get("quarantined", 0)), int(metrics.get("songs", 0))
+    if n_bad:
+        print(f"{stage}: {n_bad} song(s) quarantined (see the stage's quarantine.json); {n_ok} went on", file=sys.stderr)
+    total = n_bad + n_ok
+    if total == 0 or n_ok == 0 or n_bad / total > cfg.audio.max_quarantined_fraction:
+        raise TooManyQuarantined(f"{n_bad} of {total} songs quarantined (limit audio.max_quarantined_fraction = {cfg.audio.max_quarantined_fraction})")
