@@ -1,0 +1,97 @@
+"""Evaluation statistics: win rates with bootstrap CIs, edit statistics, the promotion rule.
+
+Everything here is computed from edits and listener scores the caller produced; no
+number is invented. Win rates count a tie as half a win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from beatedit.actions import ACTION_NAMES, N_ACTIONS
+from beatedit.song import SongAnalysis
+
+
+def wins(a: Sequence[float], b: Sequence[float], tie_tol: float = 1e-9) -> np.ndarray:
+    """Per-item outcome of A against B: 1 win, 0.5 tie, 0 loss."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"cannot compare {a.shape} scores with {b.shape}")
+    d = a - b
+    return np.where(np.abs(d) <= tie_tol, 0.5, (d > 0).astype(np.float64))
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (resampling items, i.e. songs)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("bootstrap of an empty sample")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+@dataclass(frozen=True)
+class WinRate:
+    rate: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    def as_dict(self, prefix: str) -> dict[str, float]:
+        return {prefix: self.rate, f"{prefix}_ci_low": self.ci_low, f"{prefix}_ci_high": self.ci_high}
+
+
+def win_rate(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> WinRate:
+    w = wins(a, b)
+    lo, hi = bootstrap_ci(w, n_boot=n_boot, seed=seed)
+    return WinRate(float(w.mean()), lo, hi, int(w.size))
+
+
+def splices(output_beats: Sequence[tuple[int, float, float]]) -> list[tuple[int, int]]:
+    """(source beat left behind + 1, source beat jumped to) for every non-contiguous step of the output."""
+    src = [int(b[0]) for b in output_beats]
+    return [(x + 1, y) for x, y in zip(src, src[1:]) if y != x + 1]
+
+
+def edit_stats(song: SongAnalysis, output_beats: Sequence[tuple[int, float, float]], duration: float,
+               target_ratio: float, beat_actions: np.ndarray) -> dict[str, float]:
+    """Duration error, share of cuts on bar / phrase boundaries, splices, loops, action shares."""
+    bars = set(int(b) for b in song.bar_starts) | {song.n_beats}
+    phrases = set(int(p) for p in song.phrase_starts) | {song.n_beats}
+    cuts = splices(output_beats)
+    on_bar = [a in bars and b in bars for a, b in cuts]
+    on_phrase = [a in phrases and b in phrases for a, b in cuts]
+    ratio = duration / song.duration
+    err = abs(ratio - target_ratio) / target_ratio
+    hist = np.bincount(np.asarray(beat_actions, dtype=np.int64), minlength=N_ACTIONS) / max(len(beat_actions), 1)
+    out = {
+        "duration_ratio": ratio,
+        "duration_error": err,
+        "duration_within_5pct": float(err <= 0.05),
+        "n_splices": float(len(cuts)),
+        "cuts_on_bar": float(np.mean(on_bar)) if cuts else 1.0,
+        "cuts_on_phrase": float(np.mean(on_phrase)) if cuts else 1.0,
+    }
+    out.update({f"action_share_{name}": float(h) for name, h in zip(ACTION_NAMES, hist)})
+    return out
+
+
+def promotion_decision(vs_champion: WinRate | None, vs_heuristic: WinRate, margin: float,
+                       reward_gate_passed: bool) -> tuple[bool, str]:
+    """Promote only a candidate whose reward model passed the gate and that beats the incumbent clearly.
+
+    With a champion: win rate against it >= 0.5 + margin and its CI's lower bound > 0.5.
+    With none yet, the incumbent is the heuristic editor: the same rule against it.
+    """
+    if not reward_gate_passed:
+        return False, "its reward model did not pass the validation gate"
+    incumbent, w = ("champion", vs_champion) if vs_champion is not None else ("heuristic editor (no champion yet)", vs_heuristic)
+    if w.rate < 0.5 + margin:
+        return False, f"win rate vs {incumbent} {w.rate:.3f} is below 0.5 + margin {margin:.3f}"
+    if w.ci_low <= 0.5:
+        return False, f"win rate vs {incumbent} {w.rate:.3f}, but its CI lower bound {w.ci_low:.3f} is not above 0.5"
+    return True, f"beats the {incumbent}: win rate {w.rate:.3f} (95% CI {w.ci_low:.3f}-{w.ci_high:.3f}) over {w.n} songs"

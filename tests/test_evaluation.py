@@ -1,0 +1,46 @@
+"""Evaluation statistics and the promotion rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from beatedit.evaluation import WinRate, bootstrap_ci, promotion_decision, splices, win_rate, wins
+
+
+def test_wins_counts_ties_as_half():
+    assert wins([1, 2, 3], [0, 2, 4]).tolist() == [1.0, 0.5, 0.0]
+    with pytest.raises(ValueError):
+        wins([1, 2], [1])
+
+
+def test_bootstrap_ci_brackets_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small = rng.random(20) < 0.7
+    big = rng.random(2000) < 0.7
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_b, hi_b = bootstrap_ci(big)
+    assert lo_s <= small.mean() <= hi_s and lo_b <= big.mean() <= hi_b
+    assert hi_b - lo_b < hi_s - lo_s
+
+
+def test_win_rate_all_wins():
+    w = win_rate([2.0] * 30, [1.0] * 30)
+    assert w.rate == 1.0 and w.ci_low == 1.0 and w.n == 30
+
+
+def test_splices_found_from_output_beats():
+    out = [(0, 1, 1), (1, 1, 1), (4, 1, 1), (5, 1, 1), (5, 1, 1)]
+    assert splices(out) == [(2, 4), (6, 5)]
+
+
+def test_promotion_rule():
+    strong, weak, noisy = WinRate(0.8, 0.65, 0.9, 40), WinRate(0.52, 0.4, 0.6, 40), WinRate(0.7, 0.45, 0.9, 10)
+    assert promotion_decision(strong, weak, 0.05, True)[0]
+    assert not promotion_decision(strong, strong, 0.05, False)[0]
+    ok, why = promotion_decision(weak, strong, 0.05, True)
+    assert not ok and "below" in why
+    ok, why = promotion_decision(noisy, strong, 0.05, True)
+    assert not ok and "lower bound" in why
+    assert promotion_decision(None, strong, 0.05, True)[0]
+    assert not promotion_decision(None, weak, 0.05, True)[0]
