@@ -6,8 +6,9 @@ number is invented. Win rates count a tie as half a win.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -95,3 +96,59 @@ def promotion_decision(vs_champion: WinRate | None, vs_heuristic: WinRate, margi
     if w.ci_low <= 0.5:
         return False, f"win rate vs {incumbent} {w.rate:.3f}, but its CI lower bound {w.ci_low:.3f} is not above 0.5"
     return True, f"beats the {incumbent}: win rate {w.rate:.3f} (95% CI {w.ci_low:.3f}-{w.ci_high:.3f}) over {w.n} songs"
+
+
+# ----------------------------------------------------------------------------- editors head to head
+def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, float], editors: dict[str, Callable[[SongAnalysis, float], Any]],
+                     score: Callable[[SongAnalysis, Any, float], dict[str, float]],
+                     learned: Callable[[list[tuple[np.ndarray, np.ndarray]]], np.ndarray] | None = None,
+                     progress: bool = True) -> "pd.DataFrame":
+    """One row per (song, editor): listener (gold) scores, dense components, learned reward, edit statistics.
+
+    ``score(song, edit, target)`` returns the listener's and dense reward's components
+    (the caller binds audio and configs); ``learned`` scores (features, beat_actions)
+    pairs in one batch when given.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    rows, items = [], []
+    for song in tqdm(songs, desc="evaluate", unit="song", disable=not progress):
+        target = targets[song.song_id]
+        for name, editor in editors.items():
+            edit = editor(song, target)
+            row = {"song_id": song.song_id, "editor": name, "target_ratio": target}
+            row.update(score(song, edit, target))
+            row.update(edit_stats(song, edit.output_beats, edit.edl.duration, target, edit.beat_actions))
+            row["edl"] = edit.edl.to_json()
+            rows.append(row)
+            items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64)))
+    df = pd.DataFrame(rows)
+    if learned is not None and len(df):
+        df["learned_reward"] = learned(items)
+    return df
+
+
+def head_to_head(df: "pd.DataFrame", candidate: str, other: str, key: str = "listener_total", n_boot: int = 2000, seed: int = 0) -> WinRate:
+    """Candidate vs other on the same songs, judged by ``key`` (default the listener's gold score)."""
+    a = df[df.editor == candidate].set_index("song_id")[key]
+    b = df[df.editor == other].set_index("song_id")[key]
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        raise ValueError(f"no songs scored for both {candidate!r} and {other!r}")
+    return win_rate(a.loc[common].to_numpy(), b.loc[common].to_numpy(), n_boot=n_boot, seed=seed)
+
+
+def summarise(df: "pd.DataFrame", candidate: str, opponents: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """eval.json figures: win rates with CIs vs each opponent, and the candidate's own means."""
+    out: dict[str, float] = {"n_songs": float(df[df.editor == candidate].song_id.nunique())}
+    for other in opponents:
+        if other in set(df.editor):
+            out.update(head_to_head(df, candidate, other, n_boot=n_boot, seed=seed).as_dict(f"win_rate_vs_{other}"))
+    mine = df[df.editor == candidate]
+    numeric = [c for c in mine.columns if c not in ("song_id", "editor", "edl") and np.issubdtype(mine[c].dtype, np.number)]
+    for c in numeric:
+        out[c] = float(mine[c].mean())
+    for name in sorted(set(df.editor)):
+        out[f"listener_total_{name}"] = float(df[df.editor == name]["listener_total"].mean())
+    return out

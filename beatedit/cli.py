@@ -1,0 +1,131 @@
+"""``beatedit``: the command line.
+
+    beatedit run STAGE [--set key=value ...]     one stage's Prefect flow (or `pipeline`), with overrides
+    beatedit edit IN --target 0.6 -o OUT.wav     edit a song with the champion policy (or --editor heuristic|random)
+    beatedit evaluate --model URI --audio-dir D  score a model on any folder with the simulated listener
+    beatedit promote [--rollback]                promote the evaluated challenger, or restore the previous champion
+    beatedit feedback serve|export               the A/B listening page and its export to preferences
+
+The domain stays framework-free: this module imports flows/tasks (Prefect, MLflow)
+only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "promote", "pipeline")
+DEFAULT_MODEL = "models:/beatedit-policy@champion"
+
+
+def _telemetry_off() -> None:
+    for key, value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}.items():
+        os.environ.setdefault(key, value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.stage == "pipeline":
+        if args.overrides:
+            print("error: the pipeline reads params.yaml (DVC tracks it); use `dvc exp run -S key=value` for overrides", file=sys.stderr)
+            return 2
+        module = importlib.import_module("flows.pipeline")
+        module.pipeline(params=args.params)
+        return 0
+    module = importlib.import_module(f"flows.{args.stage}")
+    from flows.common import stage_main
+
+    argv = ["--params", args.params] + [x for o in args.overrides for x in ("--set", o)]
+    stage_main(getattr(module, args.stage), argv)
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from beatedit.config import ConfigError, load_config
+    from beatedit.edit_file import EditFileError, edit_file
+
+    try:
+        cfg = load_config(args.params)
+        policy = None
+        if args.editor == "policy":
+            from tasks.policy_source import PolicySourceError, load_policy_from_uri
+
+            try:
+                policy = load_policy_from_uri(args.model)
+            except PolicySourceError as exc:
+                raise EditFileError(str(exc)) from None
+        result = edit_file(Path(args.input), args.target, Path(args.output), cfg, editor=args.editor, policy=policy, seed=args.seed)
+    except (EditFileError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result['wav']} ({result['duration']:.2f} s, target {args.target:.0%} of {result['source_duration']:.2f} s) and {result['edl']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tasks.evaluate_folder import evaluate_folder
+
+    report = evaluate_folder(args.model, Path(args.audio_dir), params=args.params, target=args.target, out=Path(args.out) if args.out else None)
+    for key, value in report["summary"].items():
+        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from flows.promote import promote_flow, rollback_flow
+
+    decision = rollback_flow(params=args.params) if args.rollback else promote_flow(params=args.params)
+    print(("PROMOTED: " if decision["promoted"] else "NOT PROMOTED: ") + decision["reason"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="beatedit", description="RLHF for automatic music editing.")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one stage's flow (or the whole pipeline) outside DVC, with overrides")
+    run.add_argument("stage", choices=STAGES)
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
+    run.set_defaults(func=cmd_run)
+
+    edit = sub.add_parser("edit", help="edit an audio file to a target length")
+    edit.add_argument("input", help="audio file (wav/flac/ogg/mp3)")
+    edit.add_argument("--target", type=float, default=0.6, help="output duration / input duration, in (0, 1] (default 0.6)")
+    edit.add_argument("-o", "--output", required=True, help="output WAV; the EDL is written beside it as .edl.json")
+    edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
+    edit.add_argument("--editor", choices=("policy", "heuristic", "random"), default="policy", help="baseline editors need no model")
+    edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
+    edit.set_defaults(func=cmd_edit)
+
+    ev = sub.add_parser("evaluate", help="score a policy on a folder of audio with the simulated listener")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help="policy model URI or checkpoint")
+    ev.add_argument("--audio-dir", required=True, help="folder of audio files")
+    ev.add_argument("--target", type=float, default=0.6, help="edit target ratio")
+    ev.add_argument("--out", help="write the per-song report as JSON here")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("promote", help="promote the evaluated challenger if it beats the champion")
+    pr.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    pr.set_defaults(func=cmd_promote)
+
+    try:
+        from beatedit.feedback.cli import add_feedback_cli
+    except ImportError:
+        pass
+    else:
+        add_feedback_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    _telemetry_off()
+    args = build_parser().parse_args(argv)
+    raise SystemExit(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

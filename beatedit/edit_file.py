@@ -1,0 +1,66 @@
+"""The production editing path for one audio file: stems -> features -> editor -> render.
+
+Nothing is written until the edit is fully decided and rendered; the WAV and its
+EDL are written atomically, so a bad input never leaves half an output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beatedit.audio import AudioError, load_audio
+from beatedit.config import Config
+from beatedit.editing import build_edit, check_target_ratio
+from beatedit.editors import heuristic_decisions, random_decisions
+from beatedit.render import edl_path_for, write_edit
+from beatedit.stems import StemCache
+
+STEM_CACHE_ENV = "BEATEDIT_STEM_CACHE"
+
+
+class EditFileError(ValueError):
+    """The input cannot be edited (unreadable, silent, too short, bad target...); names the file."""
+
+
+def stem_cache() -> StemCache:
+    return StemCache(Path(os.environ.get(STEM_CACHE_ENV) or Path(tempfile.gettempdir()) / "beatedit-stem-cache"))
+
+
+def edit_file(input_path: Path, target: float, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
+              seed: int = 0) -> dict:
+    from beatedit.features import analyse_song
+
+    try:
+        check_target_ratio(target)
+    except ValueError as exc:
+        raise EditFileError(f"--target: {exc}") from None
+    if output.suffix.lower() != ".wav":
+        raise EditFileError(f"{output}: the output must be a .wav file")
+    if not input_path.is_file():
+        raise EditFileError(f"{input_path}: no such file")
+    try:
+        song = analyse_song(input_path, cfg, stem_cache())
+        source, _sr = load_audio(input_path)
+    except AudioError as exc:
+        raise EditFileError(f"{input_path}: cannot edit this file: {exc}") from None
+    if editor == "policy":
+        if policy is None:
+            raise EditFileError("no policy given (use --editor heuristic|random to edit without a model)")
+        from models.policy_edit import edit_song
+
+        edit = edit_song(policy, song, target, cfg.env, crossfade_ms=cfg.render.crossfade_ms)
+    elif editor == "heuristic":
+        edit = build_edit(song, heuristic_decisions(song, target, cfg.env), cfg.render.crossfade_ms, target_ratio=target)
+    elif editor == "random":
+        edit = build_edit(song, random_decisions(song, target, np.random.default_rng(seed), cfg.env), cfg.render.crossfade_ms, target_ratio=target)
+    else:
+        raise EditFileError(f"unknown editor {editor!r} (policy, heuristic or random)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_edit(edit.edl, output, source=source, cfg=cfg.render)
+    return {"wav": str(output), "edl": str(edl_path_for(output)), "duration": edit.edl.duration, "source_duration": song.duration,
+            "song": song, "edit": edit}

@@ -1,0 +1,49 @@
+"""Resolve a policy from a registry URI (``models:/beatedit-policy@champion``), a run URI or a checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.telemetry import disable_telemetry
+
+disable_telemetry()
+
+
+class PolicySourceError(ValueError):
+    """The model URI cannot be resolved to a policy checkpoint."""
+
+
+def checkpoint_from_uri(uri: str, kind: str = "policy") -> Path:
+    """The project checkpoint inside a logged pyfunc model (or the file itself)."""
+    if uri.endswith(".pt") and Path(uri).exists():
+        return Path(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except (MlflowException, OSError) as exc:
+        raise PolicySourceError(f"cannot load model {uri!r} ({exc}); run `make pipeline` to train and promote one, "
+                                "or pass --model PATH.pt / --editor heuristic") from None
+    found = sorted(local.rglob("*.pt"))
+    if not found:
+        raise PolicySourceError(f"model {uri!r} holds no beatedit checkpoint")
+    return found[0]
+
+
+def load_policy_from_uri(uri: str) -> Any:
+    from models.checkpoint import CheckpointError
+    from models.policy import load_policy
+
+    if uri.startswith("models:/") or uri.startswith("runs:/"):
+        from beatedit.config import load_config
+        from tasks import tracking
+
+        tracking.configure(load_config())
+    path = checkpoint_from_uri(uri)
+    try:
+        policy, _ = load_policy(path)
+    except CheckpointError as exc:
+        raise PolicySourceError(str(exc)) from None
+    return policy

@@ -1,0 +1,111 @@
+"""Reward stage tasks: train (or load) the reward model, validate it, gate it, log and register it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from beatedit import layout
+from beatedit.config import Config
+from beatedit.song import SongAnalysis
+from tasks import registry, tracking
+
+
+def load_songs(song_ids: list[str] | None = None) -> dict[str, SongAnalysis]:
+    """Feature files of the listed songs (default: every song in the features index)."""
+    index = pd.read_parquet(layout.FEATURES_INDEX)
+    ids = sorted(set(index["song_id"]) if song_ids is None else set(song_ids))
+    return {sid: SongAnalysis.load(layout.FEATURES_DIR / f"{sid}.npz") for sid in ids}
+
+
+@task(name="train-reward-model")
+def train_reward_task(cfg: Config, pairs: pd.DataFrame, songs: dict[str, SongAnalysis]) -> tuple[object, list[dict]]:
+    import mlflow
+
+    from models.train_reward import train_reward_model
+
+    def log(metrics: dict, step: int) -> None:
+        mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+    return train_reward_model(pairs, songs, cfg, log=log, device=None if cfg.device == "auto" else cfg.device)
+
+
+@task(name="load-reward-checkpoint")
+def load_reward_task(path: str) -> object:
+    from models.reward_model import load_reward_model
+
+    model, normalizer, _ = load_reward_model(path)
+    model.normalizer = normalizer
+    get_run_logger().info("loaded reward checkpoint %s (feature schema and action vocabulary match)", path)
+    return model
+
+
+@task(name="validate-reward-model")
+def validate_reward_task(cfg: Config, model: object, pairs: pd.DataFrame, songs: dict[str, SongAnalysis]) -> dict:
+    from models.train_reward import validate_reward_model
+
+    return validate_reward_model(model, pairs, songs, cfg)
+
+
+@task(name="champion-reward-accuracy")
+def champion_accuracy_task(cfg: Config, pairs: pd.DataFrame, songs: dict[str, SongAnalysis]) -> float | None:
+    """The current champion reward model's val_accuracy on the same validation pairs (None when there is none)."""
+    from models.reward_model import load_reward_model
+    from models.train_reward import validate_reward_model
+    from tasks.policy_source import checkpoint_from_uri
+
+    if registry.alias_version(registry.REWARD_MODEL, registry.CHAMPION) is None:
+        return None
+    path = checkpoint_from_uri(f"models:/{registry.REWARD_MODEL}@{registry.CHAMPION}")
+    model, _, _ = load_reward_model(path)
+    return float(validate_reward_model(model, pairs, songs, cfg)["val_accuracy"])
+
+
+@task(name="save-and-register-reward-model")
+def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passed: bool, champion_acc: float | None) -> dict:
+    import mlflow
+
+    from models.reward_model import save_reward_model
+    from tasks.mlflow_models import log_reward_model
+
+    out = Path(cfg.reward.out_path)
+    save_reward_model(out, model, getattr(model, "normalizer", None), extra={"metrics": metrics, "gate_passed": gate_passed})
+    run_id = mlflow.active_run().info.run_id
+    log_reward_model(out)
+    become_champion = gate_passed and (champion_acc is None or metrics["val_accuracy"] >= champion_acc)
+    aliases = (registry.CHALLENGER,) + ((registry.CHAMPION,) if become_champion else ())
+    version = registry.register(run_id, "reward_model", registry.REWARD_MODEL, aliases=aliases,
+                                tags={"gate_passed": str(gate_passed), "val_accuracy": f"{metrics['val_accuracy']:.4f}"})
+    why = ("passed the gate" + ("" if champion_acc is None else f" and matches/beats the champion ({metrics['val_accuracy']:.3f} >= {champion_acc:.3f})")
+           if become_champion else ("failed the gate" if not gate_passed else f"below the champion's accuracy {champion_acc:.3f}"))
+    get_run_logger().info("registered %s version %s with aliases %s (%s)", registry.REWARD_MODEL, version, aliases, why)
+    mlflow.set_tags({"reward_version": version, "reward_champion": str(become_champion)})
+    return {"version": version, "champion": become_champion, "reason": why}
+
+
+@task(name="reward-report")
+def reward_report_task(cfg: Config, metrics: dict, history: list[dict], failures: list[str], registered: dict | None) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from beatedit.plots import curves_figure
+
+    plots = layout.PLOTS_DIR / "reward"
+    plots.mkdir(parents=True, exist_ok=True)
+    if history:
+        pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
+        fig = curves_figure(history, ["train_loss", "val_loss", "train_accuracy", "val_accuracy"], "reward model training", x="epoch")
+        tracking.log_figure(fig, "plots/reward_curves.png")
+    else:
+        pd.DataFrame([{"epoch": 0, **{k: metrics.get(k) for k in ("val_accuracy",)}}]).to_csv(plots / "history.csv", index=False)
+    out = {**metrics, "gate_passed": not failures, "gate_failures": failures, "epochs": len(history)}
+    if registered:
+        out.update(registered_version=registered["version"], registered_champion=registered["champion"])
+    tracking.write_metrics(layout.METRICS_DIR / "reward.json", out)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "gate.txt").write_text("PASSED\n" if not failures else "FAILED\n" + "\n".join(failures) + "\n")
+        tracking.log_file(Path(tmp) / "gate.txt")
+    return out
