@@ -49,3 +49,31 @@ def curves_figure(history: list[dict], keys: list[str], title: str, x: str = "st
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def edit_figure(y: np.ndarray, sr: int, song: SongAnalysis, output_beats, title: str = "") -> plt.Figure:
+    """Source waveform with kept (green) / cut (grey) beats, splices (red) and the bar grid; edit order below."""
+    bounds = song.beat_bounds
+    kept = np.zeros(song.n_beats, dtype=int)
+    src = [int(b[0]) for b in output_beats]
+    for b in src:
+        kept[b] += 1
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(14, 5), gridspec_kw={"height_ratios": [3, 1]})
+    t = np.arange(len(y)) / sr
+    step = max(1, len(y) // 20000)
+    ax.plot(t[::step], y[::step], color="0.3", linewidth=0.4)
+    for i in range(song.n_beats):
+        colour = "tab:green" if kept[i] == 1 else ("tab:purple" if kept[i] > 1 else "0.85")
+        ax.axvspan(bounds[i], bounds[i + 1], color=colour, alpha=0.35, linewidth=0)
+    ax.vlines(song.beat_times[song.bar_starts], *ax.get_ylim(), color="tab:blue", linewidth=0.6, alpha=0.6)
+    cuts = [(x + 1, nxt) for x, nxt in zip(src, src[1:]) if nxt != x + 1]
+    for leave, arrive in cuts:
+        ax.axvline(bounds[min(leave, song.n_beats)], color="tab:red", linewidth=1.2)
+        ax.axvline(bounds[arrive], color="tab:red", linewidth=1.2, linestyle="--")
+    ax.set_xlim(0, song.duration)
+    ax.set_title(title or f"{song.song_id}: kept (green), looped (purple), cut (grey), splices (red), bars (blue)")
+    ax2.plot(range(len(src)), [bounds[b] for b in src], drawstyle="steps-post", color="tab:green")
+    ax2.set_xlabel("output beat")
+    ax2.set_ylabel("source time (s)")
+    fig.tight_layout()
+    return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
            if become_champion else ("failed the gate" if not gate_passed else f"below the champion's accuracy {champion_acc:.3f}"))
     get_run_logger().info("registered %s version %s with aliases %s (%s)", registry.REWARD_MODEL, version, aliases, why)
     mlflow.set_tags({"reward_version": version, "reward_champion": str(become_champion)})
+    (out.parent / "registry.json").write_text(json.dumps({"version": version, "run_id": run_id, "champion": become_champion}, indent=1) + "\n")
     return {"version": version, "champion": become_champion, "reason": why}
 
 

@@ -1,0 +1,29 @@
+"""Evaluate stage: the candidate policy vs random / heuristic / BC reference / champion on held-out songs."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.common import load_stage_config, stage_main
+from tasks import tracking
+from tasks.evaluate import compare_task, load_candidate_task, load_champion_task, promote_task, render_examples_task, report_task
+
+
+@flow(name="evaluate")
+def evaluate(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Listener win rates with bootstrap CIs, dense components, renders; promotes when promote.auto and it wins."""
+    cfg = load_stage_config(params, overrides)
+    with tracking.stage_run("evaluate", cfg, list(overrides)):
+        cand = load_candidate_task()
+        champion, champion_version = load_champion_task(cand["policy_version"])
+        df, summary = compare_task(cfg, cand, champion)
+        metrics = report_task(cfg, df, summary, cand, champion_version)
+        render_examples_task(cfg, df)
+        promoted = promote_task() if cfg.promote.auto else {"promoted": False, "reason": "promote.auto is false; run `beatedit promote`"}
+        metrics.update(promoted=promoted["promoted"], promotion_reason=promoted["reason"])
+        tracking.write_metrics("metrics/eval.json", metrics)
+        return metrics
+
+
+if __name__ == "__main__":
+    stage_main(evaluate)

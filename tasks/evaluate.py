@@ -1,0 +1,140 @@
+"""Evaluate stage tasks: candidate vs baselines (and the champion) on held-out songs; renders; decision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from beatedit import layout
+from beatedit.actions import ACTION_NAMES
+from beatedit.config import Config
+from beatedit.evaluation import head_to_head, promotion_decision
+from tasks import registry, tracking
+from tasks.rlhf import songs_by_split
+
+DECISION_FILE = layout.EVAL_DIR / "decision.json"
+
+
+@task(name="load-candidate")
+def load_candidate_task() -> dict:
+    from models.policy import load_policy
+    from models.reward_model import load_reward_model
+
+    policy, _ = load_policy(layout.RLHF_DIR / "policy.pt")
+    reference, _ = load_policy(layout.RLHF_DIR / "reference.pt")
+    reward_model, normalizer, reward_payload = load_reward_model(layout.REWARD_DIR / "model.pt")
+    reg = json.loads((layout.RLHF_DIR / "registry.json").read_text())
+    return {"policy": policy, "reference": reference, "reward_model": reward_model, "normalizer": normalizer,
+            "policy_version": reg["version"], "reward_version": reg.get("reward_version"),
+            "reward_gate_passed": bool(reward_payload.get("extra", {}).get("gate_passed", False))}
+
+
+@task(name="load-champion")
+def load_champion_task(candidate_version: str) -> tuple[object | None, str | None]:
+    """The registry's champion policy, unless there is none or it is the candidate itself."""
+    from models.policy import load_policy
+    from tasks.policy_source import checkpoint_from_uri
+
+    version = registry.alias_version(registry.POLICY_MODEL, registry.CHAMPION)
+    if version is None or version == candidate_version:
+        return None, version
+    policy, _ = load_policy(checkpoint_from_uri(f"models:/{registry.POLICY_MODEL}/{version}"))
+    return policy, version
+
+
+@task(name="compare-editors")
+def compare_task(cfg: Config, cand: dict, champion: object | None) -> tuple[pd.DataFrame, dict]:
+    from models.heldout import compare_editors
+
+    songs = songs_by_split()[cfg.evaluate.split]
+    if not songs:
+        raise ValueError(f"no {cfg.evaluate.split} songs to evaluate on (see data/preferences/splits.csv)")
+    return compare_editors(songs, cfg, cand["policy"], cand["reference"], cand["reward_model"], cand["normalizer"], champion,
+                           seed=cfg.evaluate.seed, n_boot=cfg.evaluate.n_bootstrap)
+
+
+@task(name="render-examples")
+def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
+    """Original, heuristic and candidate renders (+ a picture each) for a few songs, logged to MLflow."""
+    from beatedit.audio import load_audio, load_mono
+    from beatedit.edl import EDL
+    from beatedit.plots import edit_figure
+    from beatedit.render import write_edit
+    from beatedit.song import SongAnalysis
+
+    out_dir = layout.EVAL_DIR / "renders"
+    done = []
+    for song_id in sorted(df.song_id.unique())[: cfg.evaluate.n_render_examples]:
+        song = SongAnalysis.load(layout.FEATURES_DIR / f"{song_id}.npz")
+        source, sr = load_audio(song.source_path)
+        folder = out_dir / song_id
+        folder.mkdir(parents=True, exist_ok=True)
+        from beatedit.audio import write_wav
+
+        write_wav(folder / "original.wav", source, sr)
+        y = load_mono(song.source_path, cfg.audio.analysis_sr)
+        for editor in ("heuristic", "candidate"):
+            row = df[(df.song_id == song_id) & (df.editor == editor)].iloc[0]
+            edl = EDL.from_json(row["edl"])
+            write_edit(edl, folder / f"{editor}.wav", source=source, cfg=cfg.render)
+            beats = [(s, 1.0, 1.0) for seg in edl.segments for s in range(seg.beat_start, seg.beat_end)]
+            fig = edit_figure(y, cfg.audio.analysis_sr, song, beats,
+                              f"{song_id} {editor}: listener {row['listener_total']:.3f}, duration {row['duration_ratio']:.2f} (target {row['target_ratio']:.2f})")
+            fig.savefig(folder / f"{editor}.png", dpi=100)
+            tracking.log_figure(fig, f"examples/{song_id}/{editor}.png")
+        tracking.log_file(folder / "original.wav", f"examples/{song_id}")
+        for editor in ("heuristic", "candidate"):
+            tracking.log_file(folder / f"{editor}.wav", f"examples/{song_id}")
+            tracking.log_file(folder / f"{editor}.edl.json", f"examples/{song_id}")
+        done.append(song_id)
+    return done
+
+
+@task(name="evaluation-report")
+def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champion_version: str | None) -> dict:
+    from prefect.artifacts import create_markdown_artifact
+
+    layout.EVAL_DIR.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(layout.EVAL_DIR / "results.parquet", index=False)
+    tracking.log_file(layout.EVAL_DIR / "results.parquet")
+    vs_champion = head_to_head(df, "candidate", "champion", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed) if "champion" in set(df.editor) else None
+    vs_heuristic = head_to_head(df, "candidate", "heuristic", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed)
+    approved, reason = promotion_decision(vs_champion, vs_heuristic, cfg.promote.margin, cand["reward_gate_passed"])
+    import mlflow
+
+    decision = {"approved": approved, "reason": reason, "policy_version": cand["policy_version"], "reward_version": cand["reward_version"],
+                "evaluated_against": champion_version if vs_champion is not None else None,
+                "evaluation_run_id": mlflow.active_run().info.run_id}
+    DECISION_FILE.write_text(json.dumps(decision, indent=1) + "\n")
+    metrics = {k: v for k, v in summary.items()}
+    metrics["seam_discontinuity"] = 1.0 - summary["listener_seams"]  # 0 = seamless; from seams measured on the rendered audio
+    metrics["candidate_version"] = cand["policy_version"]
+    metrics["champion_version"] = champion_version
+    metrics["approved_for_promotion"] = approved
+    plots = layout.PLOTS_DIR / "eval"
+    plots.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"opponent": k.removeprefix("win_rate_vs_"), "win_rate": v} for k, v in summary.items()
+                  if k.startswith("win_rate_vs_") and not k.endswith(("_ci_low", "_ci_high"))]).to_csv(plots / "win_rates.csv", index=False)
+    mine = df[df.editor == "candidate"]
+    pd.DataFrame([{"action": a, "share": float(mine[f"action_share_{a}"].mean())} for a in ACTION_NAMES]).to_csv(plots / "actions.csv", index=False)
+    lines = [f"| {k} | {v:.3f} |" for k, v in sorted(metrics.items()) if isinstance(v, float) and (k.startswith("win_rate") or k in (
+        "listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar", "cuts_on_phrase", "seam_discontinuity"))]
+    create_markdown_artifact(key="evaluation", markdown=(
+        f"# beatedit evaluation\n\nCandidate `beatedit-policy` v{cand['policy_version']} on {int(summary['n_songs'])} held-out songs; "
+        f"champion: {champion_version or 'none'}.\n\n**Promotion decision:** {'approve' if approved else 'refuse'} — {reason}\n\n"
+        "| metric | value |\n|---|---|\n" + "\n".join(lines) + "\n"))
+    get_run_logger().info("decision: %s (%s)", "approve" if approved else "refuse", reason)
+    return metrics
+
+
+@task(name="apply-promotion")
+def promote_task(decision_path: Path = DECISION_FILE) -> dict:
+    d = json.loads(Path(decision_path).read_text())
+    result = registry.promote(d["policy_version"], d.get("reward_version") or None, d["evaluated_against"], d["evaluation_run_id"],
+                              d["approved"], d["reason"])
+    get_run_logger().info("%s: %s", "PROMOTED" if result.promoted else "not promoted", result.reason)
+    return {"promoted": result.promoted, "reason": result.reason, "policy_version": result.policy_version,
+            "previous_champion": result.previous_policy}

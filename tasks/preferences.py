@@ -1,0 +1,60 @@
+"""Preferences stage tasks: candidate edits per song, listener-labelled pairs, merged with human votes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from beatedit import layout
+from beatedit.audio import load_mono
+from beatedit.config import Config
+from beatedit.quarantine import QuarantineEntry, summary_line, write_report
+from beatedit.song import SongAnalysis
+from tasks import tracking
+
+
+def feature_files() -> list[Path]:
+    index = pd.read_parquet(layout.FEATURES_INDEX)
+    return [layout.FEATURES_DIR / f"{sid}.npz" for sid in sorted(index["song_id"])]
+
+
+@task(name="song-pairs")
+def song_pairs_task(path: Path, cfg: Config) -> dict:
+    """Candidate edits of one song and their labelled pairs (the listener renders each edit to judge seams)."""
+    from beatedit.preferences import song_pairs
+
+    start = time.perf_counter()
+    try:
+        song = SongAnalysis.load(path)
+        audio = load_mono(song.source_path, cfg.audio.analysis_sr)
+        rows = song_pairs(song, audio, cfg.audio.analysis_sr, cfg)
+        return {"song_id": song.song_id, "rows": rows, "seconds": time.perf_counter() - start}
+    except Exception as exc:  # one bad song never stops the others
+        get_run_logger().warning("quarantined %s: %s", path, exc)
+        return {"song_id": path.stem, "quarantine": QuarantineEntry(str(path), getattr(exc, "reason", "error"), str(exc), "preferences")}
+
+
+@task(name="merge-pairs")
+def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
+    from beatedit.preferences import merge_pairs, preference_metrics
+
+    ok = [r for r in results if "quarantine" not in r]
+    bad = [r["quarantine"] for r in results if "quarantine" in r]
+    out = Path(cfg.preferences.out_path)
+    report = write_report(layout.quarantine_report(out.parent), "preferences", bad, len(results))
+    get_run_logger().info(summary_line(report))
+    human = cfg.preferences.human_votes_path
+    df = merge_pairs([r["rows"] for r in ok], human, cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out, index=False)
+    splits = df.drop_duplicates("song_id")[["song_id", "split"]].sort_values("song_id")
+    splits.to_csv(out.parent / "splits.csv", index=False)
+    metrics = {**preference_metrics(df), "quarantined": len(bad), "human_votes_file": bool(human and Path(human).exists()),
+               "seconds": round(sum(r["seconds"] for r in ok), 2)}
+    tracking.write_metrics(layout.METRICS_DIR / "preferences.json", metrics)
+    tracking.log_file(out.parent / "splits.csv")
+    get_run_logger().info("%d pairs over %d songs -> %s", len(df), df["song_id"].nunique(), out)
+    return metrics

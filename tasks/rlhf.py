@@ -1,0 +1,164 @@
+"""RLHF stage tasks: behaviour-cloned reference, PPO or DPO, held-out check, MLflow logging and registration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from beatedit import layout
+from beatedit.config import Config, config_to_dict, render_params_yaml
+from beatedit.song import SongAnalysis
+from tasks import registry, tracking
+from tasks.reward import load_songs
+
+
+def songs_by_split() -> dict[str, list[SongAnalysis]]:
+    """Train / validation / test songs, as the preferences stage split them (by song id, never by pair)."""
+    splits = pd.read_csv(layout.PREFERENCES_DIR / "splits.csv")
+    songs = load_songs(list(splits["song_id"]))
+    return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in ("train", "validation", "test")}
+
+
+def mlflow_logger(prefix: str):
+    import mlflow
+
+    def log(metrics: dict, step: int) -> None:
+        clean = {f"{prefix}/{k}".replace("//", "/"): float(v) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        mlflow.log_metrics(clean, step=int(step))
+
+    return log
+
+
+def run_key(cfg: Config) -> str:
+    """Checkpoints of one run live in a folder keyed by everything that shapes training, so a re-run
+    with the same inputs resumes and a changed one starts fresh."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: config_to_dict(cfg)[k] for k in ("seed", "env", "render", "dense_reward", "listener", "rlhf")}, sort_keys=True, default=str).encode())
+    for p in (Path(layout.REWARD_DIR) / "model.pt", layout.FEATURES_INDEX, layout.PREFERENCES_DIR / "splits.csv"):
+        h.update(p.read_bytes() if p.exists() else b"-")
+    return h.hexdigest()[:12]
+
+
+@task(name="behaviour-cloning")
+def bc_task(cfg: Config, train: list[SongAnalysis], device: str) -> tuple[object, object, dict]:
+    from beatedit.env import obs_dim
+    from models.bc import make_reference, train_bc
+    from models.policy import policy_for_env, save_policy
+
+    import torch
+
+    torch.manual_seed(cfg.rlhf.seed)
+    policy = policy_for_env(obs_dim(cfg.env), cfg.env, cfg.rlhf.policy, train)
+    metrics = train_bc(policy, train, cfg, log=mlflow_logger("bc"), device=device)
+    reference = make_reference(policy)
+    save_policy(layout.RLHF_DIR / "reference.pt", reference, extra={"bc": metrics})
+    get_run_logger().info("behaviour cloning: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    return policy, reference, metrics
+
+
+@task(name="ppo")
+def ppo_task(cfg: Config, policy: object, reference: object, train: list[SongAnalysis], val: list[SongAnalysis], device: str) -> dict:
+    import mlflow
+
+    from models.ppo import train_ppo
+    from models.reward_model import load_reward_model
+
+    reward_model, normalizer, _ = load_reward_model(layout.REWARD_DIR / "model.pt")
+    ckpt_dir = Path("artifacts/rlhf_runs") / run_key(cfg)
+    logger = get_run_logger()
+    resume = ckpt_dir if any(ckpt_dir.glob("ckpt_*.pt")) else None
+    if resume:
+        logger.info("resuming PPO from the last checkpoint in %s", ckpt_dir)
+
+    def on_checkpoint(path: Path, step: int) -> None:
+        mlflow.log_artifact(str(path), artifact_path=f"checkpoints/step_{step:08d}")
+
+    return train_ppo(policy, reference, reward_model, normalizer, train, val, cfg, log=mlflow_logger("ppo"), on_checkpoint=on_checkpoint,
+                     resume_from=resume, device=device, checkpoint_dir=ckpt_dir)
+
+
+@task(name="dpo")
+def dpo_task(cfg: Config, policy: object, reference: object, train: list[SongAnalysis], val: list[SongAnalysis], device: str) -> dict:
+    import mlflow
+
+    from models.dpo import train_dpo
+    from models.reward_model import load_reward_model
+
+    reward_model, normalizer, _ = load_reward_model(layout.REWARD_DIR / "model.pt")
+    pairs = pd.read_parquet(layout.PAIRS_TABLE)
+    ckpt_dir = Path("artifacts/rlhf_runs") / (run_key(cfg) + "-dpo")
+
+    def on_checkpoint(path: Path, step: int) -> None:
+        mlflow.log_artifact(str(path), artifact_path=f"checkpoints/dpo_step_{step:08d}")
+
+    return train_dpo(policy, reference, pairs, train + val, cfg, songs_val=val, reward_model=reward_model, normalizer=normalizer,
+                     log=mlflow_logger("dpo"), on_checkpoint=on_checkpoint, checkpoint_dir=ckpt_dir, device=device)
+
+
+@task(name="held-out-check")
+def heldout_task(cfg: Config, policy: object, reference: object, test: list[SongAnalysis], algorithm: str) -> dict:
+    from models.heldout import compare_editors
+    from models.reward_model import load_reward_model
+
+    reward_model, normalizer, _ = load_reward_model(layout.REWARD_DIR / "model.pt")
+    _, summary = compare_editors(test, cfg, policy, reference, reward_model, normalizer, seed=cfg.evaluate.seed,
+                                 n_boot=cfg.evaluate.n_bootstrap)
+    keys = [k for k in summary if k.startswith("win_rate_vs_")] + ["listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar"]
+    return {f"{algorithm}_{k}": summary[k] for k in keys if k in summary} | {k: summary[k] for k in keys if k in summary}
+
+
+@task(name="save-and-register-policy")
+def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str) -> dict:
+    import mlflow
+    import tempfile
+
+    from models.policy import save_policy
+    from tasks.mlflow_models import log_policy_model
+
+    out = layout.RLHF_DIR / "policy.pt"
+    save_policy(out, policy, extra={"algorithm": cfg.rlhf.algorithm, "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str))}})
+    with tempfile.TemporaryDirectory() as tmp:
+        effective = Path(tmp) / "params.yaml"
+        effective.write_text(render_params_yaml(cfg) + "\n")
+        log_policy_model(out, effective)
+    reward_info = json.loads((layout.REWARD_DIR / "registry.json").read_text()) if (layout.REWARD_DIR / "registry.json").exists() else {}
+    run_id = mlflow.active_run().info.run_id
+    version = registry.register(run_id, "policy", registry.POLICY_MODEL, aliases=(registry.CHALLENGER,),
+                                tags={"algorithm": cfg.rlhf.algorithm, "reward_version": str(reward_info.get("version", ""))})
+    info = {"version": version, "run_id": run_id, "reward_version": reward_info.get("version")}
+    (layout.RLHF_DIR / "registry.json").write_text(json.dumps(info, indent=1) + "\n")
+    get_run_logger().info("registered %s version %s (alias challenger)", registry.POLICY_MODEL, version)
+    return info
+
+
+@task(name="rlhf-report")
+def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict, registered: dict) -> dict:
+    from beatedit.plots import curves_figure
+
+    plots = layout.PLOTS_DIR / "rlhf"
+    plots.mkdir(parents=True, exist_ok=True)
+    train = pd.DataFrame(result.get("train_history", []))
+    if len(train):
+        train = train.rename(columns={"charts/episode_reward": "episode_reward", "charts/learned_reward": "learned_reward",
+                                      "charts/dense_reward": "dense_reward", "losses/approx_kl": "approx_kl"})
+    else:
+        train = pd.DataFrame({"update": [0], "episode_reward": [float("nan")]})
+    train.to_csv(plots / "training.csv", index=False)
+    mon = pd.DataFrame(result.get("history", []))
+    if len(mon):
+        mon = mon.rename(columns={"kl": "kl_to_reference", "proxy": "proxy_learned", "gold": "gold_listener"})
+        mon.to_csv(plots / "overoptimization.csv", index=False)
+        fig = curves_figure(mon.to_dict("records"), ["proxy_learned", "gold_listener", "kl_to_reference"], "over-optimisation monitor (validation songs)", x="kl_to_reference")
+        tracking.log_figure(fig, "plots/overoptimization.png")
+    else:
+        pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(plots / "overoptimization.csv", index=False)
+    metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+               **{f"bc_{k}": v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,
+               "policy_version": registered["version"]}
+    tracking.write_metrics(layout.METRICS_DIR / "rlhf.json", metrics)
+    return metrics
