@@ -49,7 +49,7 @@ class RewardPyfunc(mlflow.pyfunc.PythonModel):
 
         self.model, self.normalizer, _ = load_reward_model(context.artifacts["checkpoint"])
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> np.ndarray:
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would validate against them
         from models.reward_model import score_batch
 
         items = [(np.asarray(r["features"], dtype=np.float32), np.asarray(r["actions"], dtype=np.int64)) for r in _rows(model_input)]
@@ -80,7 +80,7 @@ class PolicyPyfunc(mlflow.pyfunc.PythonModel):
             return analyse_song(Path(row["audio_path"]), self.cfg, StemCache(cache))
         raise ValueError("each row needs 'analysis_path' (features .npz) or 'audio_path' (an audio file)")
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would validate against them
         from models.policy_edit import edit_song
 
         out = []

@@ -1,0 +1,90 @@
+"""The `beatedit` command line: help, edit on a song outside the corpus, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from beatedit.cli import build_parser, main
+from beatedit.config import CorpusConfig
+from beatedit.corpus import generate_song
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def song_wav(tmp_path_factory) -> Path:
+    """A generated song with another seed than the corpus: not in the corpus, stereo 44.1 kHz."""
+    g = generate_song(0, CorpusConfig(n_songs=1, min_seconds=25.0, max_seconds=35.0, sample_rate=44100, seed=999))
+    path = tmp_path_factory.mktemp("cli") / "outside.wav"
+    mono = g.mix.astype(np.float32) / 32768.0
+    sf.write(path, np.stack([mono, 0.8 * mono], axis=1), g.sample_rate)
+    return path
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for sub in ("run", "edit", "evaluate", "promote"):
+        assert sub in out
+
+
+def test_run_rejects_unknown_stage():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "nonsense"])
+
+
+@pytest.mark.parametrize("editor", ["heuristic", "random"])
+def test_edit_writes_wav_and_edl(song_wav, tmp_path, monkeypatch, editor):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / f"{editor}.wav"
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(REPO / "params.yaml"), "edit", str(song_wav), "--target", "0.6", "-o", str(out), "--editor", editor])
+    assert exc.value.code == 0
+    info = sf.info(out)
+    src = sf.info(song_wav)
+    assert info.samplerate == src.samplerate and info.channels == 2
+    edl = json.loads(out.with_suffix(".edl.json").read_text())
+    assert edl["source_sr"] == 44100 and edl["segments"]
+    assert info.frames == sum(s["end_sample"] - s["start_sample"] for s in edl["segments"])
+    if editor == "heuristic":
+        assert 0.4 < info.frames / src.frames < 0.8
+
+
+def bad_files(tmp: Path) -> dict[str, Path]:
+    corrupt = tmp / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    silent = tmp / "silent.wav"
+    sf.write(silent, np.zeros(22050 * 20, dtype=np.float32), 22050)
+    short = tmp / "short.wav"
+    t = np.arange(22050 * 2) / 22050
+    sf.write(short, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 22050)
+    return {"corrupt": corrupt, "silent": silent, "short": short}
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "silent", "short"])
+def test_edit_bad_input_clear_error_and_nothing_written(tmp_path, kind, monkeypatch):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", str(tmp_path / "cache"))
+    path = bad_files(tmp_path)[kind]
+    out = tmp_path / "out" / "edit.wav"
+    env = {**os.environ, "BEATEDIT_STEM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "beatedit.cli", "--params", str(REPO / "params.yaml"), "edit", str(path), "-o", str(out),
+                           "--editor", "heuristic"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "error:" in proc.stderr
+    assert not out.exists() and not out.with_suffix(".edl.json").exists()
+
+
+def test_edit_bad_target(song_wav, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(REPO / "params.yaml"), "edit", str(song_wav), "--target", "1.5", "-o", str(tmp_path / "x.wav"), "--editor", "heuristic"])
+    assert exc.value.code == 2
+    assert not (tmp_path / "x.wav").exists()
