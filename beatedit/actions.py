@@ -8,19 +8,40 @@ starts (``SongAnalysis.bar_starts`` / ``phrase_starts``).
 | id | name               | output                                             | cursor moves to        | allowed when (mask)                                   |
 |----|--------------------|----------------------------------------------------|------------------------|-------------------------------------------------------|
 | 0  | KEEP               | beat i                                             | i + 1                  | always                                                |
-| 1  | CUT                | nothing                                            | i + 1                  | always                                                |
+| 1  | CUT                | nothing                                            | i + 1                  | always, except on the last beat with no output yet    |
 | 2  | CUT_TO_NEXT_BAR    | nothing (drops i .. next bar start - 1)            | next bar start         | a bar starts after i                                  |
 | 3  | CUT_TO_NEXT_PHRASE | nothing (drops i .. next phrase start - 1)         | next phrase start      | a phrase starts after i                               |
-| 4  | LOOP_BEAT          | beat i twice                                       | i + 1                  | always                                                |
-| 5  | LOOP_BAR           | the bar starting at i, twice                       | next bar start         | i is a bar start and the bar is complete              |
-| 6  | REPEAT_PHRASE      | the phrase starting at i, twice                    | next phrase start      | i is a phrase start and the phrase is complete        |
+| 4  | LOOP_BEAT          | beat i twice                                       | i + 1                  | loop budget left                                      |
+| 5  | LOOP_BAR           | the bar starting at i, twice                       | next bar start         | i is a bar start, the bar is complete, budget left    |
+| 6  | REPEAT_PHRASE      | the phrase starting at i, twice                    | next phrase start      | i is a phrase start, phrase complete, budget left     |
 | 7  | FADE_IN            | beat i with gain ramp 0 -> 1                       | i + 1                  | nothing has been output yet, or the last action cut   |
 | 8  | FADE_OUT           | beats i .. end of current bar, gain ramp 1 -> 0    | episode ends           | something has been output already                     |
 | 9  | END                | nothing; the edit stops here                       | episode ends           | something has been output and i is a bar start        |
 
+Precise rules (``beatedit.editing`` implements them; the vectorised env mirrors them):
+
+* The episode also ends when the cursor passes the song's last beat. Once it has
+  ended every action is masked.
+* "Complete" bar / phrase: another bar / phrase starts after ``i``; the bar is
+  ``[i, next bar start)`` (so the song's last bar and last phrase cannot be looped).
+  A song without phrase starts masks CUT_TO_NEXT_PHRASE and REPEAT_PHRASE.
+* "End of current bar" (FADE_OUT): the next bar start after ``i``, or the song's end.
+  The fade is linear in source samples over all of those beats (1 at the start of
+  beat ``i``, 0 at the end of the bar).
+* "The last action cut": the previous action was CUT, CUT_TO_NEXT_BAR or
+  CUT_TO_NEXT_PHRASE. "Output": at least one beat has been emitted.
+* Loop budget: LOOP_BEAT, LOOP_BAR and REPEAT_PHRASE each use one of
+  ``EnvConfig.max_loops_per_episode``; when it is spent all three are masked.
+* CUT on the last beat with nothing output would leave an empty edit, so it is
+  masked there (KEEP, LOOP_BEAT and FADE_IN remain). KEEP is legal at every beat of
+  a running episode; the env plays it in place of a masked action from a
+  mask-unaware agent (``EnvConfig.illegal_action``).
+* Applying a masked action through ``beatedit.editing`` is a ``ValueError``.
+
 Beats the cursor passes over without output take the id of the action that
 skipped them in ``beat_actions`` (the per-source-beat action sequence fed to the
-reward model); beats after the episode's end take ``END``.
+reward model), emitted beats the id of the action that emitted them (e.g. all
+beats of a looped bar take LOOP_BAR); beats after the episode's end take ``END``.
 """
 
 from __future__ import annotations
