@@ -1,0 +1,129 @@
+"""Export stored votes to the preference table read by the ``preferences`` stage.
+
+One row per non-skip vote, in the pair-table schema (``PREFERENCE_COLUMNS``)::
+
+    song_id, split, edl_a, edl_b (EDL JSON), actions_a, actions_b (list[int] per source beat),
+    target_ratio, choice (0 = A preferred, 1 = B, 0.5 tie), strength, p_a, gold_a, gold_b,
+    kind_a, kind_b, rater, source ("human"), timestamp (UTC)
+
+``strength`` maps the rater's 1-3 to 1/3, 2/3, 1 (no strength given: 2/3; tie: 0), the same
+[0, 1] scale as the simulated listener's ``|p - 0.5| * 2``. ``p_a``, ``gold_a`` and ``gold_b``
+are null for human rows; ``split`` is the manifest's split when given, else null (the
+preferences stage assigns it from ``song_id``). A and B are always the *manifest's* A and B —
+the presentation swap was undone when the vote was stored.
+
+The export merges into an existing file idempotently: rows are keyed by
+(source, rater, song_id, edl_a, edl_b, timestamp); rows already present (from this or any
+other database) are kept, a re-export adds nothing twice, and the file is written sorted and
+atomically, so an unchanged set of votes gives an identical table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from .db import FeedbackDB, Pair, Vote, make_engine, migrate
+
+PREFERENCE_COLUMNS = ("song_id", "split", "edl_a", "edl_b", "actions_a", "actions_b", "target_ratio", "choice", "strength", "p_a",
+                      "gold_a", "gold_b", "kind_a", "kind_b", "rater", "source", "timestamp")
+KEY_COLUMNS = ["source", "rater", "song_id", "edl_a", "edl_b", "timestamp"]
+CHOICE_VALUE = {"a": 0.0, "b": 1.0, "tie": 0.5}
+DEFAULT_STRENGTH = 2
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    exported: int  # non-skip votes read from the database
+    skipped: int  # skip votes (never exported)
+    added: int  # rows new to the file
+    total: int  # rows in the file afterwards
+
+
+def _strength(choice: str, k: int | None) -> float:
+    if choice == "tie":
+        return 0.0
+    return float(k if k is not None else DEFAULT_STRENGTH) / 3.0
+
+
+def votes_frame(db: FeedbackDB) -> tuple[pd.DataFrame, int]:
+    """(preference-table rows for every non-skip vote, number of skip votes)."""
+    with db.read() as s:
+        rows = s.execute(select(Vote, Pair).join(Pair, Pair.id == Vote.pair_id).order_by(Vote.id)).all()
+    recs, skipped = [], 0
+    for v, p in rows:
+        if v.choice == "skip":
+            skipped += 1
+            continue
+        recs.append({
+            "song_id": p.song_id, "split": p.split, "edl_a": p.edl_a, "edl_b": p.edl_b,
+            "actions_a": [int(x) for x in json.loads(p.actions_a)], "actions_b": [int(x) for x in json.loads(p.actions_b)],
+            "target_ratio": float(p.target_ratio), "choice": CHOICE_VALUE[v.choice], "strength": _strength(v.choice, v.strength),
+            "p_a": None, "gold_a": None, "gold_b": None, "kind_a": p.kind_a, "kind_b": p.kind_b,
+            "rater": v.rater_id, "source": "human", "timestamp": v.created_at,
+        })
+    return _normalise(pd.DataFrame.from_records(recs, columns=list(PREFERENCE_COLUMNS))), skipped
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.loc[:, list(PREFERENCE_COLUMNS)].copy()
+    for c in ("target_ratio", "choice", "strength", "p_a", "gold_a", "gold_b"):
+        df[c] = pd.to_numeric(df[c], errors="raise").astype("float64")
+    for c in ("song_id", "edl_a", "edl_b", "kind_a", "kind_b", "rater", "source", "split"):
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    for c in ("actions_a", "actions_b"):
+        df[c] = [list(map(int, x)) for x in df[c]]
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).astype("datetime64[us, UTC]")
+    return df
+
+
+def _atomic_parquet(df: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
+    """Write / merge the human preference rows of ``db_url`` into ``out_parquet``."""
+    out = Path(out_parquet)
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        new, skipped = votes_frame(FeedbackDB(engine))
+    finally:
+        engine.dispose()
+    if out.exists():
+        try:
+            old = pd.read_parquet(out)
+        except Exception as exc:  # noqa: BLE001 - report which file is bad
+            raise ValueError(f"{out}: cannot read the existing preference table: {exc}") from exc
+        missing = [c for c in PREFERENCE_COLUMNS if c not in old.columns]
+        if missing:
+            raise ValueError(f"{out}: existing table lacks columns {missing}; refusing to merge")
+        old = _normalise(old)
+    else:
+        old = _normalise(pd.DataFrame(columns=list(PREFERENCE_COLUMNS)))
+    key = lambda d: pd.Series([repr(t) for t in d[KEY_COLUMNS].itertuples(index=False, name=None)], index=d.index, dtype=object)  # noqa: E731
+    old_keys = set(key(old)) if len(old) else set()
+    fresh = new[~key(new).isin(old_keys)] if len(new) else new
+    merged = pd.concat([old, fresh], ignore_index=True) if len(fresh) else old
+    merged = merged.sort_values(["timestamp", "source", "rater", "song_id", "edl_a", "edl_b"], kind="stable").reset_index(drop=True)
+    merged = _normalise(merged)
+    _atomic_parquet(merged, out)
+    return ExportReport(path=out, exported=len(new), skipped=skipped, added=len(fresh), total=len(merged))
+
+
+__all__ = ["PREFERENCE_COLUMNS", "ExportReport", "export_votes", "votes_frame"]
