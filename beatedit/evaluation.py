@@ -99,54 +99,72 @@ def promotion_decision(vs_champion: WinRate | None, vs_heuristic: WinRate, margi
 
 
 # ----------------------------------------------------------------------------- editors head to head
-def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, float], editors: dict[str, Callable[[SongAnalysis, float], Any]],
+def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[float]], editors: dict[str, Callable[[SongAnalysis, float], Any]],
                      score: Callable[[SongAnalysis, Any, float], dict[str, float]],
                      learned: Callable[[list[tuple[np.ndarray, np.ndarray]]], np.ndarray] | None = None,
                      progress: bool = True) -> "pd.DataFrame":
-    """One row per (song, editor): listener (gold) scores, dense components, learned reward, edit statistics.
+    """One row per (song, target, editor): listener (gold) scores, dense components, learned reward, edit statistics.
 
-    ``score(song, edit, target)`` returns the listener's and dense reward's components
-    (the caller binds audio and configs); ``learned`` scores (features, beat_actions)
-    pairs in one batch when given.
+    ``targets[song_id]`` lists the edit targets to try on that song. ``score(song, edit,
+    target)`` returns the listener's and dense reward's components (the caller binds audio
+    and configs); ``learned`` scores (features, beat_actions) pairs in one batch when given.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
     rows, items = [], []
     for song in tqdm(songs, desc="evaluate", unit="song", disable=not progress):
-        target = targets[song.song_id]
-        for name, editor in editors.items():
-            edit = editor(song, target)
-            row = {"song_id": song.song_id, "editor": name, "target_ratio": target}
-            row.update(score(song, edit, target))
-            row.update(edit_stats(song, edit.output_beats, edit.edl.duration, target, edit.beat_actions))
-            row["edl"] = edit.edl.to_json()
-            rows.append(row)
-            items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64)))
+        for target in targets[song.song_id]:
+            for name, editor in editors.items():
+                edit = editor(song, target)
+                row = {"song_id": song.song_id, "item": f"{song.song_id}@{target:.4f}", "editor": name, "target_ratio": target}
+                row.update(score(song, edit, target))
+                row.update(edit_stats(song, edit.output_beats, edit.edl.duration, target, edit.beat_actions))
+                row["edl"] = edit.edl.to_json()
+                rows.append(row)
+                items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64)))
     df = pd.DataFrame(rows)
     if learned is not None and len(df):
         df["learned_reward"] = learned(items)
     return df
 
 
+def cluster_bootstrap_ci(values: Sequence[float], clusters: Sequence[str], n_boot: int = 2000, alpha: float = 0.05,
+                         seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean, resampling whole clusters (songs): items of one song are not independent."""
+    v = np.asarray(values, dtype=np.float64)
+    keys, inv = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.bincount(inv, weights=v, minlength=len(keys))
+    counts = np.bincount(inv, minlength=len(keys)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(keys), size=(n_boot, len(keys)))
+    means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
 def head_to_head(df: "pd.DataFrame", candidate: str, other: str, key: str = "listener_total", n_boot: int = 2000, seed: int = 0) -> WinRate:
-    """Candidate vs other on the same songs, judged by ``key`` (default the listener's gold score)."""
-    a = df[df.editor == candidate].set_index("song_id")[key]
-    b = df[df.editor == other].set_index("song_id")[key]
+    """Candidate vs other on the same (song, target) items, judged by ``key`` (default the listener's gold score).
+
+    The CI comes from a bootstrap over songs (all targets of a song move together).
+    """
+    a = df[df.editor == candidate].set_index("item")
+    b = df[df.editor == other].set_index("item")
     common = a.index.intersection(b.index)
     if len(common) == 0:
-        raise ValueError(f"no songs scored for both {candidate!r} and {other!r}")
-    return win_rate(a.loc[common].to_numpy(), b.loc[common].to_numpy(), n_boot=n_boot, seed=seed)
+        raise ValueError(f"no items scored for both {candidate!r} and {other!r}")
+    w = wins(a.loc[common, key].to_numpy(), b.loc[common, key].to_numpy())
+    lo, hi = cluster_bootstrap_ci(w, a.loc[common, "song_id"].to_numpy(), n_boot=n_boot, seed=seed)
+    return WinRate(float(w.mean()), lo, hi, int(w.size))
 
 
 def summarise(df: "pd.DataFrame", candidate: str, opponents: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """eval.json figures: win rates with CIs vs each opponent, and the candidate's own means."""
-    out: dict[str, float] = {"n_songs": float(df[df.editor == candidate].song_id.nunique())}
+    mine = df[df.editor == candidate]
+    out: dict[str, float] = {"n_songs": float(mine.song_id.nunique()), "n_items": float(len(mine))}
     for other in opponents:
         if other in set(df.editor):
             out.update(head_to_head(df, candidate, other, n_boot=n_boot, seed=seed).as_dict(f"win_rate_vs_{other}"))
-    mine = df[df.editor == candidate]
-    numeric = [c for c in mine.columns if c not in ("song_id", "editor", "edl") and np.issubdtype(mine[c].dtype, np.number)]
+    numeric = [c for c in mine.columns if c not in ("song_id", "item", "editor", "edl") and np.issubdtype(mine[c].dtype, np.number)]
     for c in numeric:
         out[c] = float(mine[c].mean())
     for name in sorted(set(df.editor)):

@@ -25,12 +25,14 @@ from models.policy import ActorCritic
 from models.policy_edit import edit_song
 
 
-def song_targets(songs: Sequence[SongAnalysis], cfg: Config, seed: int) -> dict[str, float]:
-    """One edit target per song, drawn deterministically in the env's target range."""
+def song_targets(songs: Sequence[SongAnalysis], cfg: Config, seed: int, per_song: int) -> dict[str, list[float]]:
+    """``per_song`` edit targets per song, evenly spread over the env's target range with a seeded jitter."""
     out = {}
+    lo, hi = cfg.env.target_min, cfg.env.target_max
     for s in songs:
         rng = np.random.default_rng([seed, int.from_bytes(s.song_id.encode()[:8].ljust(8, b"\0"), "little") % (2**32)])
-        out[s.song_id] = float(rng.uniform(cfg.env.target_min, cfg.env.target_max))
+        edges = np.linspace(lo, hi, per_song + 1)
+        out[s.song_id] = [float(rng.uniform(a, b)) for a, b in zip(edges[:-1], edges[1:])]
     return out
 
 
@@ -87,7 +89,7 @@ def compare_editors(songs: Sequence[SongAnalysis], cfg: Config, policy: ActorCri
                     reward_model: Any = None, normalizer: Any = None, champion: ActorCritic | None = None,
                     seed: int = 0, n_boot: int = 2000, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Per-(song, editor) rows and the summary of the candidate against every other editor."""
-    targets = song_targets(songs, cfg, seed)
+    targets = song_targets(songs, cfg, seed, cfg.evaluate.targets_per_song)
     eds = editors_for(cfg, policy, reference, champion, seed)
     learned = learned_scorer(reward_model, normalizer) if reward_model is not None else None
     df = evaluate_editors(songs, targets, eds, scorer(cfg), learned, progress=progress)

@@ -44,3 +44,16 @@ def test_promotion_rule():
     assert not ok and "lower bound" in why
     assert promotion_decision(None, strong, 0.05, True)[0]
     assert not promotion_decision(None, weak, 0.05, True)[0]
+
+
+def test_cluster_bootstrap_is_wider_than_iid_for_correlated_items():
+    from beatedit.evaluation import cluster_bootstrap_ci
+
+    # 6 songs x 5 targets; outcomes identical within a song (fully correlated)
+    per_song = [1, 1, 1, 0, 1, 0]
+    values = [v for v in per_song for _ in range(5)]
+    clusters = [f"s{i}" for i in range(6) for _ in range(5)]
+    lo_c, hi_c = cluster_bootstrap_ci(values, clusters, seed=1)
+    lo_i, hi_i = bootstrap_ci(values, seed=1)
+    assert hi_c - lo_c > hi_i - lo_i
+    assert lo_c <= np.mean(values) <= hi_c
