@@ -45,3 +45,27 @@ bench: venv  ## run the benchmarks (not tests); results go to bench/RESULTS.md
 
 mlflow-ui: venv  ## browse runs and the model registry
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+
+# --- operations: Prefect server, scheduled deployments, workers (docs/operations.md) -------------------------------
+PREFECT_PORT ?= 4200
+PREFECT_POOL ?= beatedit-process
+OPS_API := PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api}
+.PHONY: prefect-server serve-deployments deploy-pool worker retrain-now evaluate-champion-now
+
+prefect-server: venv  ## Prefect server + UI on loopback (http://127.0.0.1:$(PREFECT_PORT)); Ctrl-C stops it
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+serve-deployments: venv  ## serve the retrain (nightly) + evaluate-champion (weekly) deployments against the server
+	$(OPS_API) $(BIN)/python -m flows.deployments serve
+
+deploy-pool: venv  ## register both deployments on the process work pool $(PREFECT_POOL) (created if missing)
+	$(OPS_API) $(BIN)/python -m flows.deployments deploy --pool $(PREFECT_POOL)
+
+worker: venv  ## a process worker for $(PREFECT_POOL) (run one per machine; flows run in this checkout)
+	$(OPS_API) $(BIN)/prefect worker start --pool $(PREFECT_POOL) --type process
+
+retrain-now: venv  ## run the retrain flow now, in this process (feedback export, dvc repro, evaluate, promote)
+	$(BIN)/python -m flows.deployments run retrain
+
+evaluate-champion-now: venv  ## re-evaluate the champion now; fails on drift below the recorded figures
+	$(BIN)/python -m flows.deployments run evaluate-champion

@@ -14,6 +14,7 @@ disable_telemetry()
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from beatedit.config import Config, ConfigError, load_config  # noqa: E402
+from tasks.tracking import TrackingServerUnreachable, check_tracking_server, tracking_uri  # noqa: E402
 
 PARAMS_ENV = "BEATEDIT_PARAMS"
 
@@ -45,7 +46,8 @@ def stage_main(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
     args = parser.parse_args(argv)
     try:
-        load_config(args.params, args.overrides)  # fail fast, before Prefect starts its server
+        cfg = load_config(args.params, args.overrides)  # fail fast, before Prefect starts its server
+        check_tracking_server(tracking_uri(cfg))  # an unreachable MLflow server: seconds, not minutes of retries
         flow(params=args.params, overrides=args.overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -53,6 +55,9 @@ def stage_main(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
     except StageFailed as exc:
         print(f"error: stage {name} failed: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+    except TrackingServerUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_with_runner(flow_obj: Any, cfg: Config, **kwargs: Any) -> Any:

@@ -7,14 +7,16 @@ from prefect import flow
 from flows.common import load_stage_config, quarantine_gate, run_with_runner, stage_main
 from tasks import tracking
 from tasks.frontend import analyse_song_task, features_report_task, song_files
+from tasks.resilience import per_song, settle
 
 
 @flow(name="features-per-song")
 def features_flow(params: str, overrides: list[str]) -> dict:
     cfg = load_stage_config(params, overrides)
     with tracking.stage_run("features", cfg, overrides, tags={"stems_backend": cfg.stems.backend}):
-        futures = analyse_song_task.map(song_files(cfg), cfg=cfg)
-        metrics = features_report_task(futures.result(), cfg)
+        files = song_files(cfg)
+        futures = per_song(analyse_song_task, cfg).map(files, cfg=cfg)
+        metrics = features_report_task(settle(futures, files, "features"), cfg)
     quarantine_gate("features", metrics, cfg)
     return metrics
 

@@ -23,6 +23,7 @@ disable_telemetry()
 
 import mlflow  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 from beatedit import layout  # noqa: E402
@@ -35,10 +36,17 @@ def dvc_stages(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
     return list(yaml.safe_load(Path(dvc_yaml).read_text())["stages"])
 
 
-@task(name="dvc-repro")
-def dvc_repro_task(stage: str, env: dict[str, str]) -> str:
+def dvc_lock_busy(task_obj, task_run, state) -> bool:
+    """Retry ``dvc repro`` only when another DVC process held the repository lock (a real, transient clash)."""
+    exc = getattr(state, "data", None)
+    return isinstance(exc, BaseException) and "unable to acquire lock" in str(exc).lower()
+
+
+@task(name="dvc-repro", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10), retry_jitter_factor=0.5,
+      retry_condition_fn=dvc_lock_busy)
+def dvc_repro_task(stage: str, env: dict[str, str], force: bool = False) -> str:
     logger = get_run_logger()
-    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
     logger.info("$ %s", " ".join(cmd[2:]))
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -54,14 +62,17 @@ def dvc_repro_task(stage: str, env: dict[str, str]) -> str:
 
 
 @flow(name="stage", flow_run_name="{stage}")
-def stage_subflow(stage: str, env: dict[str, str]) -> str:
-    """One DVC stage, reproduced only if its deps or params changed."""
-    return dvc_repro_task(stage, env)
+def stage_subflow(stage: str, env: dict[str, str], force: bool = False) -> str:
+    """One DVC stage, reproduced only if its deps or params changed (or ``force``)."""
+    return dvc_repro_task(stage, env, force)
 
 
 @flow(name="pipeline")
-def pipeline(params: str = "params.yaml", stages: list[str] | None = None) -> dict:
-    """Reproduce every DVC stage in order under one MLflow pipeline run; summarise the metrics."""
+def pipeline(params: str = "params.yaml", stages: list[str] | None = None, force: list[str] | None = None) -> dict:
+    """Reproduce every DVC stage in order under one MLflow pipeline run; summarise the metrics.
+
+    ``force``: stages to re-run even if DVC sees no change (the retrain deployment forces
+    ``preferences`` when new human votes arrived in a file the stage does not declare as a dep)."""
     cfg = load_stage_config(params, [])
     tracking.configure(cfg)
     names = stages or dvc_stages()
@@ -69,20 +80,20 @@ def pipeline(params: str = "params.yaml", stages: list[str] | None = None) -> di
     with mlflow.start_run(run_name="pipeline", tags={"stage": "pipeline", "git_commit": tracking.git_commit()}) as run:
         env = {tracking.PARENT_RUN_ENV: run.info.run_id}
         for name in names:
-            outcome[name] = stage_subflow(name, env)
+            outcome[name] = stage_subflow(name, env, name in set(force or ()))
         mlflow.set_tag("dvc_lock_hash", tracking.dvc_lock_hash())
         metrics = {p.stem: json.loads(p.read_text()) for p in sorted(layout.METRICS_DIR.glob("*.json"))}
         tracking.log_metrics(metrics)
         mlflow.log_dict({"stages": outcome, "metrics": metrics}, "pipeline_summary.json")
     rows = "\n".join(f"| {k} | {v} |" for k, v in outcome.items())
-    create_markdown_artifact(key="pipeline-summary", markdown=f"# beatedit pipeline\n\nMLflow run `{run.info.run_id}`\n\n| stage | outcome |\n|---|---|\n{rows}\n")
+    create_markdown_artifact(key="pipeline-summary", markdown=f"# beatedit pipeline\n\nMLflow run `{run.info.run_id}`: {tracking.run_link(run.info.run_id, run.info.experiment_id)}\n\n| stage | outcome |\n|---|---|\n{rows}\n")
     return {"run_id": run.info.run_id, "stages": outcome}
 
 
 if __name__ == "__main__":
     try:
         result = pipeline()
-    except StageFailed as exc:
+    except (StageFailed, tracking.TrackingServerUnreachable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(json.dumps(result["stages"], indent=1))

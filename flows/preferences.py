@@ -7,14 +7,16 @@ from prefect import flow
 from flows.common import load_stage_config, quarantine_gate, run_with_runner, stage_main
 from tasks import tracking
 from tasks.preferences import feature_files, merge_pairs_task, song_pairs_task
+from tasks.resilience import per_song, settle
 
 
 @flow(name="preferences-per-song")
 def preferences_flow(params: str, overrides: list[str]) -> dict:
     cfg = load_stage_config(params, overrides)
     with tracking.stage_run("preferences", cfg, overrides):
-        futures = song_pairs_task.map(feature_files(), cfg=cfg)
-        metrics = merge_pairs_task(futures.result(), cfg)
+        files = feature_files()
+        futures = per_song(song_pairs_task, cfg).map(files, cfg=cfg)
+        metrics = merge_pairs_task(settle(futures, files, "preferences"), cfg)
     quarantine_gate("preferences", {"songs": metrics["n_songs"], "quarantined": metrics["quarantined"]}, cfg)
     return metrics
 

@@ -13,6 +13,7 @@ from beatedit.actions import ACTION_NAMES
 from beatedit.config import Config
 from beatedit.evaluation import head_to_head, promotion_decision
 from tasks import registry, tracking
+from tasks.resilience import IO_RETRY
 from tasks.rlhf import songs_by_split
 
 DECISION_FILE = layout.EVAL_DIR / "decision.json"
@@ -32,7 +33,7 @@ def load_candidate_task() -> dict:
             "reward_gate_passed": bool(reward_payload.get("extra", {}).get("gate_passed", False))}
 
 
-@task(name="load-champion")
+@task(name="load-champion", **IO_RETRY)
 def load_champion_task(candidate_version: str) -> tuple[object | None, str | None]:
     """The registry's champion policy, unless there is none or it is the candidate itself."""
     from models.policy import load_policy
@@ -130,7 +131,7 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     return metrics
 
 
-@task(name="apply-promotion")
+@task(name="apply-promotion", **IO_RETRY)
 def promote_task(decision_path: Path = DECISION_FILE) -> dict:
     d = json.loads(Path(decision_path).read_text())
     result = registry.promote(d["policy_version"], d.get("reward_version") or None, d["evaluated_against"], d["evaluation_run_id"],

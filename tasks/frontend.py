@@ -17,6 +17,7 @@ from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.song import SongAnalysis
 from beatedit.stems import StemCache
 from tasks import tracking
+from tasks.resilience import IO_RETRY
 
 
 def song_files(cfg: Config) -> list[Path]:
@@ -85,7 +86,7 @@ def split_results(results: list[dict]) -> tuple[list[dict], list[QuarantineEntry
     return ok, bad
 
 
-@task(name="stems-report")
+@task(name="stems-report", **IO_RETRY)
 def stems_report_task(results: list[dict], cfg: Config) -> dict:
     ok, bad = split_results(results)
     report = write_report(layout.quarantine_report(Path(cfg.stems.cache_dir)), "stems", bad, len(results))
@@ -103,7 +104,7 @@ def stems_report_task(results: list[dict], cfg: Config) -> dict:
     return metrics
 
 
-@task(name="features-report")
+@task(name="features-report", **IO_RETRY)
 def features_report_task(results: list[dict], cfg: Config) -> dict:
     import mlflow
 

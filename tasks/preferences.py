@@ -14,6 +14,7 @@ from beatedit.config import Config
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.song import SongAnalysis
 from tasks import tracking
+from tasks.resilience import IO_RETRY, SONG_PAIRS_CACHE
 
 
 def feature_files() -> list[Path]:
@@ -21,7 +22,7 @@ def feature_files() -> list[Path]:
     return [layout.FEATURES_DIR / f"{sid}.npz" for sid in sorted(index["song_id"])]
 
 
-@task(name="song-pairs")
+@task(name="song-pairs", **SONG_PAIRS_CACHE)
 def song_pairs_task(path: Path, cfg: Config) -> dict:
     """Candidate edits of one song and their labelled pairs (the listener renders each edit to judge seams)."""
     from beatedit.preferences import song_pairs
@@ -37,7 +38,7 @@ def song_pairs_task(path: Path, cfg: Config) -> dict:
         return {"song_id": path.stem, "quarantine": QuarantineEntry(str(path), getattr(exc, "reason", "error"), str(exc), "preferences")}
 
 
-@task(name="merge-pairs")
+@task(name="merge-pairs", **IO_RETRY)
 def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
     from beatedit.preferences import merge_pairs, preference_metrics
 

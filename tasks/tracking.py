@@ -33,9 +33,39 @@ def tracking_uri(cfg: Config) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri
 
 
+class TrackingServerUnreachable(ConnectionError):
+    """MLFLOW_TRACKING_URI (or mlflow.tracking_uri) names an http(s) server that does not answer."""
+
+
+PROBE_TIMEOUT_ENV = "BEATEDIT_MLFLOW_PROBE_TIMEOUT"  # seconds; default 5
+
+
+def check_tracking_server(uri: str, timeout: float | None = None) -> None:
+    """Fail within seconds, naming the URI, when an http(s) tracking server does not answer.
+
+    MLflow's own client retries a refused connection for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES
+    with backoff); one GET of ``<uri>/health`` with a short timeout tells us up front. Any HTTP
+    answer (even 401/404) counts as reachable; only connection errors and timeouts fail."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    import requests
+
+    timeout = float(os.environ.get(PROBE_TIMEOUT_ENV, "5")) if timeout is None else timeout
+    url = uri.rstrip("/") + "/health"
+    try:
+        requests.get(url, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__ + (": timed out" if isinstance(exc, requests.Timeout) else "")
+        raise TrackingServerUnreachable(
+            f"MLflow tracking server {uri} is unreachable ({reason}; probed {url} with a {timeout:g} s timeout). "
+            "Start it (`mlflow server --host 127.0.0.1 --port PORT ...`, see docs/operations.md), fix MLFLOW_TRACKING_URI, "
+            "or unset it to use the embedded sqlite:///mlflow.db store") from None
+
+
 def configure(cfg: Config) -> str:
     """Point MLflow at the configured store and make sure the experiment exists; return its id."""
     uri = tracking_uri(cfg)
+    check_tracking_server(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
@@ -70,7 +100,42 @@ def stage_run(stage: str, cfg: Config, overrides: list[str] | None = None, tags:
         for text in overrides:
             key, _, value = text.partition("=")
             mlflow.set_tag(f"override.{key}", value)
-        yield run
+        try:
+            yield run
+        finally:
+            publish_run_artifact(stage, run.info.run_id, exp_id)
+
+
+MLFLOW_UI_ENV = "BEATEDIT_MLFLOW_UI"  # base URL of the MLflow UI for links when the store is not an http server
+
+
+def run_link(run_id: str | None, experiment_id: str | None, uri: str | None = None) -> str:
+    """The run's page in the MLflow UI: on the tracking server itself, else where ``make mlflow-ui`` serves."""
+    if not run_id:
+        return "(no MLflow run)"
+    uri = uri or mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.lower().startswith(("http://", "https://")) else os.environ.get(MLFLOW_UI_ENV, "http://127.0.0.1:5000")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def publish_run_artifact(stage: str, run_id: str, experiment_id: str, max_rows: int = 30) -> None:
+    """Inside a Prefect flow run: a markdown artifact ``<stage>-run`` with the run's key metrics and its MLflow link."""
+    try:
+        from prefect.artifacts import create_markdown_artifact
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is None:
+            return
+        metrics = MlflowClient().get_run(run_id).data.metrics
+        keys = sorted(k for k in metrics if "/" not in k)[:max_rows]
+        rows = "\n".join(f"| {k} | {metrics[k]:.4g} |" for k in keys) or "| (no metrics) | |"
+        key = "".join(c if c.isalnum() else "-" for c in f"{stage}-run".lower())
+        create_markdown_artifact(key=key, description=f"beatedit {stage}: key metrics and the MLflow run", markdown=(
+            f"# beatedit {stage}\n\nMLflow run: {run_link(run_id, experiment_id)}\n\n| metric | value |\n|---|---|\n{rows}\n"))
+    except Exception as exc:  # noqa: BLE001 - an artifact must never mask the stage's own outcome
+        import logging
+
+        logging.getLogger(__name__).warning("could not publish the %s run artifact: %s", stage, exc)
 
 
 def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:

@@ -1,0 +1,185 @@
+"""Task robustness shared by the stage tasks: retry policy for I/O, cache keys, per-song timeouts.
+
+* ``IO_RETRY``: keyword arguments for ``@task`` on tasks that talk to MLflow, a database or
+  the file system: 3 retries with exponential backoff (2 s, 4 s, 8 s, +-50 % jitter), but only
+  when the failure looks transient (connection / timeout / OS errors, a locked SQLite
+  database, MLflow "temporarily unavailable"); a bug or bad input fails at once.
+* ``song_pairs_cache_key``: a Prefect cache key for the preferences stage's per-song task,
+  from the content of everything that decides its output (feature file, audio, config,
+  code), so a re-run of the stage -- e.g. after new human votes arrived -- re-uses every
+  song's simulated pairs and only merges again.
+* ``per_song(task, cfg)``: the task with ``timeout_seconds = orchestration.song_timeout_s``;
+  ``settle(futures, items, stage)`` collects mapped results, turning a failed or timed-out
+  song into a quarantine record instead of failing the flow.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+from prefect.tasks import exponential_backoff
+
+from beatedit.config import Config, config_to_dict
+from beatedit.quarantine import QuarantineEntry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _transient_exception(exc: BaseException | None) -> bool:
+    """True for failures worth retrying: the network, a busy database, a flaky file system."""
+    if exc is None:
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return True
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if isinstance(exc, sqlite3.OperationalError) or "database is locked" in text:
+        return True
+    try:
+        import requests
+
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return True
+    except ImportError:  # pragma: no cover - requests ships with mlflow
+        pass
+    try:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException):
+            code = getattr(exc, "error_code", "")
+            return code in ("TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED") or "max retries exceeded" in text \
+                or "database is locked" in text or "connection" in text
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return _transient_exception(exc.__cause__) if exc.__cause__ is not None and exc.__cause__ is not exc else False
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only transient I/O failures."""
+    exc = state.data if isinstance(getattr(state, "data", None), BaseException) else None
+    if exc is None:
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception as inner:  # noqa: BLE001 - the result itself could not be read
+            exc = inner
+    return _transient_exception(exc if isinstance(exc, BaseException) else None)
+
+
+#: ``@task(name=..., **IO_RETRY)`` for tasks doing MLflow / database / file I/O
+IO_RETRY: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2.0),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}
+
+
+# ----------------------------------------------------------------------------- caching
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def code_hash(*packages: str) -> str:
+    """sha256 over the source files of the named top-level packages (``beatedit``, ``models``, ...)."""
+    h = hashlib.sha256()
+    for pkg in packages:
+        for p in sorted((REPO / pkg).rglob("*.py")):
+            h.update(str(p.relative_to(REPO)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def config_hash(cfg: Config, exclude: Iterable[str] = ("orchestration", "mlflow", "ops")) -> str:
+    """sha256 of the config without the sections that cannot change a task's result."""
+    d = {k: v for k, v in config_to_dict(cfg).items() if k not in set(exclude)}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def song_pairs_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """Cache key of one song's labelled pairs: feature file + audio content, config, domain code.
+
+    Returns None (no caching) when a file cannot be read -- the task then runs and quarantines."""
+    try:
+        from beatedit.song import SongAnalysis
+
+        path = Path(parameters["path"])
+        song = SongAnalysis.load(path)
+        parts = [sha256_file(path), sha256_file(song.source_path), config_hash(parameters["cfg"]),
+                 code_hash("beatedit", "models"), sha256_file(Path(__file__).with_name("preferences.py"))]
+    except Exception:  # noqa: BLE001 - any unreadable input: no cache, let the task report it
+        return None
+    return "song-pairs-" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+#: ``@task(..., **SONG_PAIRS_CACHE)``: cached results live 30 days in Prefect's result storage
+SONG_PAIRS_CACHE: dict[str, Any] = {
+    "cache_key_fn": song_pairs_cache_key,
+    "cache_expiration": datetime.timedelta(days=30),
+}
+
+
+# ----------------------------------------------------------------------------- per-song timeouts
+class _WorkerThreadTimeoutNote(logging.Filter):
+    """Prefect warns on every timed task run in a worker thread that blocking calls are only interrupted
+    when they return; our per-song work is Python + numpy, so the timeout does fire -- say it once."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "running in a worker thread" in record.getMessage():
+            if _WorkerThreadTimeoutNote.seen:
+                return False
+            _WorkerThreadTimeoutNote.seen = True
+        return True
+
+
+def _install_filter() -> None:
+    for name in ("prefect.task_runs", "prefect.task_engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WorkerThreadTimeoutNote) for f in logger.filters):
+            logger.addFilter(_WorkerThreadTimeoutNote())
+
+
+_install_filter()
+
+
+def per_song(task_obj: Any, cfg: Config) -> Any:
+    """The per-song task with the configured timeout (orchestration.song_timeout_s)."""
+    return task_obj.with_options(timeout_seconds=cfg.orchestration.song_timeout_s)
+
+
+def settle(futures: Iterable[Any], items: Iterable[Any], stage: str) -> list[dict]:
+    """Results of mapped per-song tasks; a task that failed or timed out becomes a quarantine record."""
+    out: list[dict] = []
+    for fut, item in zip(futures, items):
+        try:
+            out.append(fut.result())
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt / SystemExit are re-raised below
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            reason = "timeout" if isinstance(exc, TimeoutError) else "error"
+            path = Path(str(item))
+            detail = f"{type(exc).__name__}: {exc}"
+            logging.getLogger("beatedit").warning("quarantined %s (%s): %s", path, reason, detail)
+            out.append({"song_id": path.stem, "path": str(path), "quarantine": QuarantineEntry(str(path), reason, detail, stage)})
+    return out
