@@ -81,21 +81,22 @@ def edit_stats(song: SongAnalysis, output_beats: Sequence[tuple[int, float, floa
     return out
 
 
-def promotion_decision(vs_champion: WinRate | None, vs_heuristic: WinRate, margin: float,
+def promotion_decision(vs_champion: WinRate | None, vs_floor: WinRate, margin: float,
                        reward_gate_passed: bool) -> tuple[bool, str]:
     """Promote only a candidate whose reward model passed the gate and that beats the incumbent clearly.
 
     With a champion: win rate against it >= 0.5 + margin and its CI's lower bound > 0.5.
-    With none yet, the incumbent is the heuristic editor: the same rule against it.
+    With none yet (the very first promotion) the same rule applies against ``vs_floor``,
+    the random editor: production never gets a policy that does not clearly beat chance.
     """
     if not reward_gate_passed:
         return False, "its reward model did not pass the validation gate"
-    incumbent, w = ("champion", vs_champion) if vs_champion is not None else ("heuristic editor (no champion yet)", vs_heuristic)
+    incumbent, w = ("champion", vs_champion) if vs_champion is not None else ("random editor (no champion yet)", vs_floor)
     if w.rate < 0.5 + margin:
         return False, f"win rate vs {incumbent} {w.rate:.3f} is below 0.5 + margin {margin:.3f}"
     if w.ci_low <= 0.5:
         return False, f"win rate vs {incumbent} {w.rate:.3f}, but its CI lower bound {w.ci_low:.3f} is not above 0.5"
-    return True, f"beats the {incumbent}: win rate {w.rate:.3f} (95% CI {w.ci_low:.3f}-{w.ci_high:.3f}) over {w.n} songs"
+    return True, f"beats the {incumbent}: win rate {w.rate:.3f} (95% CI {w.ci_low:.3f}-{w.ci_high:.3f}) over {w.n} edits"
 
 
 # ----------------------------------------------------------------------------- editors head to head

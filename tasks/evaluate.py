@@ -102,8 +102,8 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     df.to_parquet(layout.EVAL_DIR / "results.parquet", index=False)
     tracking.log_file(layout.EVAL_DIR / "results.parquet")
     vs_champion = head_to_head(df, "candidate", "champion", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed) if "champion" in set(df.editor) else None
-    vs_heuristic = head_to_head(df, "candidate", "heuristic", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed)
-    approved, reason = promotion_decision(vs_champion, vs_heuristic, cfg.promote.margin, cand["reward_gate_passed"])
+    vs_random = head_to_head(df, "candidate", "random", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed)
+    approved, reason = promotion_decision(vs_champion, vs_random, cfg.promote.margin, cand["reward_gate_passed"])
     import mlflow
 
     decision = {"approved": approved, "reason": reason, "policy_version": cand["policy_version"], "reward_version": cand["reward_version"],

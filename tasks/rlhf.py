@@ -46,14 +46,13 @@ def run_key(cfg: Config) -> str:
 
 @task(name="behaviour-cloning")
 def bc_task(cfg: Config, train: list[SongAnalysis], device: str) -> tuple[object, object, dict]:
-    from beatedit.env import obs_dim
     from models.bc import make_reference, train_bc
     from models.policy import policy_for_env, save_policy
 
     import torch
 
     torch.manual_seed(cfg.rlhf.seed)
-    policy = policy_for_env(obs_dim(cfg.env), cfg.env, cfg.rlhf.policy, train)
+    policy = policy_for_env(cfg.env, cfg.rlhf.policy)
     metrics = train_bc(policy, train, cfg, log=mlflow_logger("bc"), device=device)
     reference = make_reference(policy)
     save_policy(layout.RLHF_DIR / "reference.pt", reference, extra={"bc": metrics})
