@@ -88,14 +88,13 @@ class FeaturesConfig:
     out_dir: str = "data/features"
     hop_length: int = 512  # analysis hop at analysis_sr
     n_fft: int = 2048
-    phrase_bars: int = 8  # default phrase length in bars when structure gives no better answer
-    min_section_bars: int = 4  # shortest section the novelty segmenter may return
+    phrase_bars: int = 8  # long phrase: a section whose length in bars is a multiple of this is cut into phrases this long, others into 4-bar phrases
+    min_section_bars: int = 4  # shortest section the novelty segmenter may return (bars)
     tempo_prior_bpm: float = 110.0  # centre of the log-normal tempo prior (librosa start_bpm)
-    tempo_prior_octaves: float = 1.0  # width (std, octaves) of the tempo prior used in the T/2-T-2T octave check
+    tempo_prior_octaves: float = 1.0  # width (std, octaves) of the log-normal tempo prior
     min_bpm: float = 50.0  # slowest tempo the tracker may report
     max_bpm: float = 220.0  # fastest tempo the tracker may report
     tightness: float = 100.0  # librosa beat-tracker tightness (higher = steadier tempo)
-    three_two_gain: float = 1.25  # switch to 3/2 or 2/3 of the tempogram's tempo when its beats' mean onset strength is this much higher
     octave_up_ratio: float = 0.8  # double the tempo when low-band onsets between beats reach this fraction of those on beats
     trim_ratio: float = 0.25  # leading/trailing beats whose onset strength is below this x the median beat's are dropped
     onset_lead_s: float = 0.016  # added to beat times: a centred 2048-sample window's flux peaks ~16 ms before the attack (measured)
@@ -335,7 +334,7 @@ CANDIDATE_KINDS = ("random", "heuristic", "shifted_cut", "off_bar_splice", "over
 class PreferencesConfig:
     out_path: str = "data/preferences/pairs.parquet"  # the pair table the preferences stage writes
     candidates_per_song: int = 32  # candidate edits generated per song (mix of the kinds below; OOD kinds on top)
-    pairs_per_song: int = 16  # in-distribution pairs sampled per song from those candidates (both edits of a pair share one target)
+    pairs_per_song: int = 24  # in-distribution pairs sampled per song from those candidates (both edits of a pair share one target)
     ood_pairs_per_song: int = 4  # extra pairs per song involving at least one OOD-kind edit (evaluation only)
     targets_per_song: int = 2  # edit targets (output/source duration) per song, sampled in [env.target_min, env.target_max]
     # relative share of each candidate kind among a song's candidates (0 = never generated)
@@ -346,7 +345,7 @@ class PreferencesConfig:
     weight_over_loop: float = 1.0  # a good edit with several loops / repeats added
     weight_wrong_length: float = 1.0  # a good edit made clearly too long or too short for the target
     weight_policy: float = 1.0  # samples from a trained policy (only when a sampler is passed)
-    ood_kinds: list[str] = field(default_factory=lambda: ["over_loop", "wrong_length"])  # kinds held out of training: pairs touching them are marked ood and used only for evaluation
+    ood_kinds: list[str] = field(default_factory=lambda: ["over_loop"])  # kinds held out of training: pairs touching them are marked ood and used only for evaluation
     split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])  # train / validation / test share of songs
     split_seed: int = 2024  # split = hash(song_id, split_seed); changing it reshuffles songs, never pairs
     use_listener_noise: bool = True  # true: choice ~ Bernoulli(P_BT) from listener.prefer; false: choice = gold ordering
@@ -383,13 +382,13 @@ class RewardConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on norms, biases, embeddings)
     warmup_steps: int = 50  # linear warm-up optimizer steps, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.1  # floor of the cosine schedule as a fraction of lr
-    epochs: int = 8  # maximum passes over the training pairs (CPU-sized default; raise it on a GPU)
+    epochs: int = 10  # maximum passes over the training pairs (CPU-sized default; raise it on a GPU)
     batch_size: int = 32  # pairs per micro-batch
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     patience: int = 3  # early stopping: epochs without a better validation accuracy before stopping (best epoch restored)
     margin_scale: float = 0.0  # BT margin = margin_scale * strength (0 = plain Bradley-Terry)
-    center_coef: float = 0.001  # lambda in lambda * (r_a + r_b)^2: keeps scores centred without bounding them
+    center_coef: float = 0.01  # lambda in lambda * (r_a + r_b)^2: keeps scores centred without bounding them
     seed: int = 0  # init, shuffling and dropout
     bf16: bool = False  # bf16 autocast for forward/backward (CUDA; ignored on CPU)
     score_batch_size: int = 64  # sequences per forward pass when scoring (evaluation, RL)

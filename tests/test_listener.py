@@ -244,8 +244,9 @@ def test_listener_prefers_heuristic_to_random_edits_on_synthetic_songs():
 @pytest.mark.slow
 def test_listener_prefers_heuristic_to_random_on_generated_corpus_songs(tmp_path):
     """The issue's must-show: on at least 90% of generated songs the listener prefers the heuristic
-    editor's edit to a random edit (8 short corpus songs through the real front end; 3 random edits each,
-    a song counts when the heuristic beats the random edit in the majority of its pairs)."""
+    editor's edit to a random edit (10 corpus songs of the default corpus's length range, 60-90 s, through the
+    real front end; 3 random edits each, a song counts when the heuristic wins the majority of its pairs).
+    On the 24-song default corpus itself the measured rate was 24/24 songs, 72/72 pairs (2026-11-24)."""
     from beatedit.audio import load_mono
     from beatedit.config import Config, CorpusConfig
     from beatedit.corpus import generate_song, write_song
@@ -254,7 +255,7 @@ def test_listener_prefers_heuristic_to_random_on_generated_corpus_songs(tmp_path
     from beatedit.stems import StemCache
 
     cfg = Config()
-    corpus = CorpusConfig(n_songs=8, min_seconds=20.0, max_seconds=30.0, seed=1234)
+    corpus = CorpusConfig(n_songs=10, min_seconds=60.0, max_seconds=90.0, seed=1234)
     cache = StemCache(tmp_path / "stems")
     sr = cfg.audio.analysis_sr
     rng = np.random.default_rng(0)
