@@ -20,7 +20,9 @@ Input, per source beat ``t`` of one song (``T`` beats):
     4. ``ratio_error``     ``edit_ratio - target_ratio`` (0 when unknown);
     5. ``target_known``    1 when a target was given;
     6. ``splice_in``       the beat is heard, the previous source beat is not, and something
-                           was heard before it (a seam lands on this beat).
+                           was heard before it (a seam lands on this beat);
+    7. ``splice_out``      the beat is heard, the next source beat is not, and something is
+                           heard after it (the edit jumps away after this beat).
   They are computed on the *whole* song before any windowing, so every window of a long
   song knows the global duration fit.
 
@@ -64,7 +66,7 @@ from beatedit.schema import N_FEATURES, col
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 KIND = "reward"
-N_EDIT = 7
+N_EDIT = 8
 #: How many times a source beat is heard in the output under each action (see beatedit/actions.py).
 COPIES_PER_ACTION: tuple[float, ...] = tuple(
     {Action.KEEP: 1, Action.CUT: 0, Action.CUT_TO_NEXT_BAR: 0, Action.CUT_TO_NEXT_PHRASE: 0, Action.LOOP_BEAT: 2,
@@ -99,9 +101,13 @@ def edit_inputs(raw_features: torch.Tensor, actions: torch.Tensor, pad_mask: tor
     heard = copies > 0
     prev_heard = F.pad(heard[:, :-1], (1, 0), value=False)
     heard_before = F.pad(torch.cumsum(heard.to(torch.int32), 1)[:, :-1], (1, 0), value=0) > 0
-    splice = (heard & ~prev_heard & heard_before).to(raw_features.dtype)
+    splice_in = (heard & ~prev_heard & heard_before).to(raw_features.dtype)
+    next_heard = F.pad(heard[:, 1:], (0, 1), value=False)
+    heard_total = torch.cumsum(heard.to(torch.int32), 1)
+    heard_after = (heard_total[:, -1:] - heard_total) > 0
+    splice_out = (heard & ~next_heard & heard_after).to(raw_features.dtype)
     ones = torch.ones_like(copies)
-    cols = [copies / 2, out_pos, ratio * ones, target * ones, (ratio - target) * known * ones, known * ones, splice]
+    cols = [copies / 2, out_pos, ratio * ones, target * ones, (ratio - target) * known * ones, known * ones, splice_in, splice_out]
     return torch.stack(cols, -1) * valid.unsqueeze(-1)
 
 

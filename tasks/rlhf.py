@@ -157,7 +157,7 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
     else:
         pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(plots / "overoptimization.csv", index=False)
     metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-               **{f"bc_{k}": v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,
+               **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,
                "policy_version": registered["version"]}
     tracking.write_metrics(layout.METRICS_DIR / "rlhf.json", metrics)
     return metrics
