@@ -42,7 +42,13 @@ def load_champion_task(candidate_version: str) -> tuple[object | None, str | Non
     version = registry.alias_version(registry.POLICY_MODEL, registry.CHAMPION)
     if version is None or version == candidate_version:
         return None, version
-    policy, _ = load_policy(checkpoint_from_uri(f"models:/{registry.POLICY_MODEL}/{version}"))
+    from models.checkpoint import CheckpointError
+
+    try:
+        policy, _ = load_policy(checkpoint_from_uri(f"models:/{registry.POLICY_MODEL}/{version}"))
+    except CheckpointError as exc:  # an earlier observation layout or feature schema: not comparable on these songs
+        get_run_logger().warning("champion v%s cannot be run by this code (%s); the candidate is judged against the random floor", version, exc)
+        return None, None
     return policy, version
 
 
