@@ -48,7 +48,7 @@ def load_champion_task(candidate_version: str) -> tuple[object | None, str | Non
         policy, _ = load_policy(checkpoint_from_uri(f"models:/{registry.POLICY_MODEL}/{version}"))
     except CheckpointError as exc:  # an earlier observation layout or feature schema: not comparable on these songs
         get_run_logger().warning("champion v%s cannot be run by this code (%s); the candidate is judged against the random floor", version, exc)
-        return None, None
+        return None, version
     return policy, version
 
 
@@ -113,7 +113,7 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     import mlflow
 
     decision = {"approved": approved, "reason": reason, "policy_version": cand["policy_version"], "reward_version": cand["reward_version"],
-                "evaluated_against": champion_version if vs_champion is not None else None,
+                "evaluated_against": champion_version,  # the champion at evaluation time (compare-and-set on promotion)
                 "evaluation_run_id": mlflow.active_run().info.run_id}
     DECISION_FILE.write_text(json.dumps(decision, indent=1) + "\n")
     metrics = {k: v for k, v in summary.items()}
