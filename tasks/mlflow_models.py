@@ -4,8 +4,8 @@ MLflow 3's default torch flavour exports with torch.export and fixes input shape
 both models take variable-length songs, so they are logged as pyfunc models around
 the project's own checkpoint format (which also carries the feature-schema check).
 
-Reward model input: a DataFrame (or list of dicts) with ``features`` ([n_beats][125])
-and ``actions`` ([n_beats] action ids); output: one score per row (``params={"normalized": True}``
+Reward model input: a DataFrame (or list of dicts) with ``features`` ([n_beats][125]),
+``actions`` ([n_beats] action ids) and optionally ``target_ratio``; output: one score per row (``params={"normalized": True}``
 for the RL-normalised score).
 
 Policy input: a DataFrame with ``target`` and either ``analysis_path`` (a features
@@ -52,7 +52,8 @@ class RewardPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would validate against them
         from models.reward_model import score_batch
 
-        items = [(np.asarray(r["features"], dtype=np.float32), np.asarray(r["actions"], dtype=np.int64)) for r in _rows(model_input)]
+        items = [(np.asarray(r["features"], dtype=np.float32), np.asarray(r["actions"], dtype=np.int64), r.get("target_ratio"))
+                 for r in _rows(model_input)]  # target_ratio optional: the model has an "unknown target" token
         scores = score_batch(self.model, items, "cpu")
         if params and params.get("normalized"):
             scores = self.normalizer(scores)
