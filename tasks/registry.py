@@ -33,16 +33,17 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
-def register(run_id: str, artifact_name: str, model_name: str, tags: dict[str, str] | None = None, aliases: tuple[str, ...] = ()) -> str:
-    """Register ``runs:/<run_id>/<artifact_name>`` as a new version; returns the version number."""
-    c = client()
-    try:
-        c.get_registered_model(model_name)
-    except MlflowException:
-        c.create_registered_model(model_name)
-    mv = c.create_model_version(model_name, f"runs:/{run_id}/{artifact_name}", run_id=run_id, tags=tags or {})
+def register(model_uri: str, model_name: str, tags: dict[str, str] | None = None, aliases: tuple[str, ...] = ()) -> str:
+    """Register a logged model (``ModelInfo.model_uri``, e.g. ``models:/m-...``) as a new version; returns the version.
+
+    MLflow 3 keeps a logged model's files under its own ``models:/m-...`` location, so the
+    version must point there (a ``runs:/<run>/<name>`` source would resolve to nothing).
+    """
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, model_name, tags=tags or {})
     for alias in aliases:
-        c.set_registered_model_alias(model_name, alias, mv.version)
+        client().set_registered_model_alias(model_name, alias, mv.version)
     return str(mv.version)
 
 

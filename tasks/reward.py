@@ -82,10 +82,10 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
     out = Path(cfg.reward.out_path)
     save_reward_model(out, model, getattr(model, "normalizer", None), extra={"metrics": metrics, "gate_passed": gate_passed})
     run_id = mlflow.active_run().info.run_id
-    log_reward_model(out)
+    model_uri = log_reward_model(out)
     become_champion = gate_passed and (champion_acc is None or metrics["val_accuracy"] >= champion_acc)
     aliases = (registry.CHALLENGER,) + ((registry.CHAMPION,) if become_champion else ())
-    version = registry.register(run_id, "reward_model", registry.REWARD_MODEL, aliases=aliases,
+    version = registry.register(model_uri, registry.REWARD_MODEL, aliases=aliases,
                                 tags={"gate_passed": str(gate_passed), "val_accuracy": f"{metrics['val_accuracy']:.4f}"})
     why = ("passed the gate" + ("" if champion_acc is None else f" and matches/beats the champion ({metrics['val_accuracy']:.3f} >= {champion_acc:.3f})")
            if become_champion else ("failed the gate" if not gate_passed else f"below the champion's accuracy {champion_acc:.3f}"))

@@ -124,10 +124,10 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
     with tempfile.TemporaryDirectory() as tmp:
         effective = Path(tmp) / "params.yaml"
         effective.write_text(render_params_yaml(cfg) + "\n")
-        log_policy_model(out, effective)
+        model_uri = log_policy_model(out, effective)
     reward_info = json.loads((layout.REWARD_DIR / "registry.json").read_text()) if (layout.REWARD_DIR / "registry.json").exists() else {}
     run_id = mlflow.active_run().info.run_id
-    version = registry.register(run_id, "policy", registry.POLICY_MODEL, aliases=(registry.CHALLENGER,),
+    version = registry.register(model_uri, registry.POLICY_MODEL, aliases=(registry.CHALLENGER,),
                                 tags={"algorithm": cfg.rlhf.algorithm, "reward_version": str(reward_info.get("version", ""))})
     info = {"version": version, "run_id": run_id, "reward_version": reward_info.get("version")}
     (layout.RLHF_DIR / "registry.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import mlflow
+import pandas as pd
 import pytest
 
 from tasks import registry
@@ -25,9 +26,9 @@ def store(mlflow_store, tmp_path, monkeypatch):
 
 
 def new_version(name: str, tags: dict | None = None) -> str:
-    with mlflow.start_run() as run:
-        mlflow.pyfunc.log_model(name="model", python_model=Constant())
-    return registry.register(run.info.run_id, "model", name, tags=tags, aliases=(registry.CHALLENGER,))
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant())
+    return registry.register(info.model_uri, name, tags=tags, aliases=(registry.CHALLENGER,))
 
 
 def test_worse_refused_better_promoted_and_rollback(store):
@@ -49,6 +50,10 @@ def test_worse_refused_better_promoted_and_rollback(store):
     assert registry.alias_version(registry.POLICY_MODEL, "champion") == p2
     assert registry.alias_version(registry.POLICY_MODEL, "previous-champion") == p1
     assert registry.alias_version(registry.REWARD_MODEL, "champion") == r2
+
+    # a client loads the champion through its alias, as production does
+    loaded = mlflow.pyfunc.load_model(f"models:/{registry.POLICY_MODEL}@champion")
+    assert list(loaded.predict(pd.DataFrame({"x": [1, 2]}))) == [0.0, 0.0]
 
     back = registry.rollback()
     assert back.promoted
