@@ -42,3 +42,14 @@ def in_tmp_repo(tmp_path, monkeypatch):
     """Run with the working directory in a temp folder (stages write data/, metrics/ relative to it)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Small networks: one intra-op thread is faster and avoids oversubscribing shared CI cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,12 +19,7 @@ from models.policy import policy_for_env
 from tests.rlhfkit import rl_song
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_cfg(**dpo) -> Config:

@@ -20,13 +20,7 @@ from models.policy_edit import decisions_from_beat_actions, edit_song, edit_song
 from tests.rlhfkit import rl_song
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks: one intra-op thread is faster and avoids oversubscribing shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = PolicyConfig(d_model=16, n_layers=1, hidden=32)
 

@@ -18,13 +18,7 @@ from models.reward_model import RewardModel, RewardNormalizer
 from tests.rlhfkit import rl_song
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks: one intra-op thread is faster and avoids oversubscribing shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VOLATILE = ("charts/SPS", "time/rollout_s", "time/rewards_gae_s", "time/update_s")
 
