@@ -22,7 +22,9 @@ Input, per source beat ``t`` of one song (``T`` beats):
     6. ``splice_in``       the beat is heard, the previous source beat is not, and something
                            was heard before it (a seam lands on this beat);
     7. ``splice_out``      the beat is heard, the next source beat is not, and something is
-                           heard after it (the edit jumps away after this beat).
+                           heard after it (the edit jumps away after this beat);
+    8. ``abs_ratio_error`` ``|edit_ratio - target_ratio|`` (0 when unknown): too long and too
+                           short are both wrong, which a monotone function of column 4 cannot say.
   They are computed on the *whole* song before any windowing, so every window of a long
   song knows the global duration fit.
 
@@ -31,7 +33,12 @@ learned positional embedding (``max_beats`` positions) -> dropout -> ``n_layers`
 [LayerNorm -> multi-head self-attention (fused QKV, ``scaled_dot_product_attention`` with a
 key-padding mask; no dropout on the attention weights, so the fused kernel runs) -> residual;
 LayerNorm -> MLP 4d GELU -> residual] -> LayerNorm -> masked mean over the real beats ->
-``Linear(d -> 1)``. The score is an unbounded real number (no clamp, no tanh: nothing can
+``Linear(d -> 1)``, plus a *duration path*: a small MLP over the edit-level scalars
+(``edit_ratio, target_ratio, ratio_error, abs_ratio_error, target_known``) whose output is
+added to the score. Why: the fit to the target is a property of the whole edit, not of any
+beat; learned through the pooled transformer alone from a few hundred noisy pairs, the model
+came out monotone in length (longer edits scored higher even far past the target), which PPO
+exploits. The separate path learns the non-monotone duration term from the same pairs. The score is an unbounded real number (no clamp, no tanh: nothing can
 saturate during training). For RL, normalise at use with ``RewardNormalizer`` (training-score
 mean/std saved in the checkpoint's ``extra``).
 
@@ -66,7 +73,9 @@ from beatedit.schema import N_FEATURES, col
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 KIND = "reward"
-N_EDIT = 8
+N_EDIT = 9
+#: Edit-level scalars fed to the duration path (indices into the edit-input columns).
+GLOBAL_EDIT_COLS = (2, 3, 4, 8, 5)
 #: How many times a source beat is heard in the output under each action (see beatedit/actions.py).
 COPIES_PER_ACTION: tuple[float, ...] = tuple(
     {Action.KEEP: 1, Action.CUT: 0, Action.CUT_TO_NEXT_BAR: 0, Action.CUT_TO_NEXT_PHRASE: 0, Action.LOOP_BEAT: 2,
@@ -107,7 +116,8 @@ def edit_inputs(raw_features: torch.Tensor, actions: torch.Tensor, pad_mask: tor
     heard_after = (heard_total[:, -1:] - heard_total) > 0
     splice_out = (heard & ~next_heard & heard_after).to(raw_features.dtype)
     ones = torch.ones_like(copies)
-    cols = [copies / 2, out_pos, ratio * ones, target * ones, (ratio - target) * known * ones, known * ones, splice_in, splice_out]
+    err = (ratio - target) * known
+    cols = [copies / 2, out_pos, ratio * ones, target * ones, err * ones, known * ones, splice_in, splice_out, err.abs() * ones]
     return torch.stack(cols, -1) * valid.unsqueeze(-1)
 
 
@@ -162,6 +172,7 @@ class RewardModel(nn.Module):
         self.blocks = nn.ModuleList([Block(d_model, n_heads, dropout) for _ in range(n_layers)])
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)
+        self.duration_path = nn.Sequential(nn.Linear(len(GLOBAL_EDIT_COLS), 32), nn.GELU(), nn.Linear(32, 1))
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("attn.proj.weight", "out.weight")):
@@ -199,7 +210,14 @@ class RewardModel(nn.Module):
         h = self.ln_f(h)
         valid = (~pad_mask).unsqueeze(-1).to(h.dtype)
         pooled = (h * valid).sum(1) / valid.sum(1).clamp_min(1.0)
-        return self.head(pooled).squeeze(-1)
+        return self.head(pooled).squeeze(-1) + self.duration_score(edit, pad_mask)
+
+    def duration_score(self, edit: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """[B] the duration path's term: the MLP over the edit-level scalars (equal on every real beat;
+        read at the first one)."""
+        first = (~pad_mask).float().argmax(1)
+        g = edit[torch.arange(edit.shape[0], device=edit.device), first][:, list(GLOBAL_EDIT_COLS)]
+        return self.duration_path(g).squeeze(-1)
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor, pad_mask: torch.Tensor | None = None,
                 target_ratio: torch.Tensor | None = None) -> torch.Tensor:

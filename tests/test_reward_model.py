@@ -207,6 +207,26 @@ def test_loss_falls_and_training_is_seeded(corpus):
     assert [h["train_loss"] for h in hist] == [h["train_loss"] for h in hist2]
 
 
+def test_learns_that_too_long_is_as_wrong_as_too_short(corpus):
+    """The duration fit is not monotone in length: on validation songs the trained model must rank an edit
+    on the target above both a clearly longer and a clearly shorter one (a model that only learned
+    "longer is better" -- what PPO then exploits -- fails this)."""
+    songs, splits = corpus
+    df = duration_pairs(songs, splits, per_song=32, noise=0.02, seed=1)
+    model, _ = train_reward_model(df, songs, TINY, device="cpu", progress=False)
+    rng = np.random.default_rng(5)
+    wins = []
+    for sid in [s for s, split in splits.items() if split == "validation"]:
+        song = songs[sid]
+        for target in (0.45, 0.6):
+            def edit_of(ratio: float) -> np.ndarray:
+                return random_actions(rng, song.n_beats, ratio)
+            on, short, long = edit_of(target), edit_of(target - 0.25), edit_of(min(target + 0.3, 1.0))
+            s_on, s_short, s_long = score_batch(model, [(song.features, a, target) for a in (on, short, long)], "cpu", 8)
+            wins.append(s_on > s_short and s_on > s_long)
+    assert np.mean(wins) >= 0.75, wins
+
+
 # ----------------------------------------------------------------------------- the gate
 class ConstantModel(nn.Module):
     """The failure the gate exists for: the same score (-10) for every input."""
