@@ -1,7 +1,7 @@
 """``beatedit``: the command line.
 
     beatedit run STAGE [--set key=value ...]     one stage's Prefect flow (or `pipeline`), with overrides
-    beatedit edit IN --target 0.6 -o OUT.wav     edit a song with the champion policy (or --editor heuristic|random)
+    beatedit edit IN --target 0.6 -o OUT.wav     edit a song with the champion policy (or --editor heuristic|random|fade)
     beatedit evaluate --model URI --audio-dir D  score a model on any folder with the simulated listener
     beatedit promote [--rollback]                promote the evaluated challenger, or restore the previous champion
     beatedit feedback serve|export               the A/B listening page and its export to preferences
@@ -17,6 +17,8 @@ import importlib
 import os
 import sys
 from pathlib import Path
+
+from beatedit.editors import EDITORS
 
 STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "promote", "pipeline")
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--target", type=float, default=0.6, help="output duration / input duration, in (0, 1] (default 0.6)")
     edit.add_argument("-o", "--output", required=True, help="output WAV; the EDL is written beside it as .edl.json")
     edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
-    edit.add_argument("--editor", choices=("policy", "heuristic", "random"), default="policy", help="baseline editors need no model")
+    edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")
     edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
     edit.set_defaults(func=cmd_edit)
 

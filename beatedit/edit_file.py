@@ -15,8 +15,8 @@ import numpy as np
 
 from beatedit.audio import AudioError, load_audio
 from beatedit.config import Config
-from beatedit.editing import build_edit, check_target_ratio
-from beatedit.editors import heuristic_decisions, random_decisions
+from beatedit.editing import check_target_ratio
+from beatedit.editors import EDITORS, edit_with
 from beatedit.render import edl_path_for, write_edit
 from beatedit.stems import StemCache
 
@@ -50,16 +50,14 @@ def edit_file(input_path: Path, target: float, output: Path, cfg: Config, editor
         raise EditFileError(f"{input_path}: cannot edit this file: {exc}") from None
     if editor == "policy":
         if policy is None:
-            raise EditFileError("no policy given (use --editor heuristic|random to edit without a model)")
+            raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
         from models.policy_edit import edit_song
 
         edit = edit_song(policy, song, target, cfg.env, crossfade_ms=cfg.render.crossfade_ms)
-    elif editor == "heuristic":
-        edit = build_edit(song, heuristic_decisions(song, target, cfg.env), cfg.render.crossfade_ms, target_ratio=target)
-    elif editor == "random":
-        edit = build_edit(song, random_decisions(song, target, np.random.default_rng(seed), cfg.env), cfg.render.crossfade_ms, target_ratio=target)
+    elif editor in EDITORS:
+        edit = edit_with(editor, song, target, np.random.default_rng(seed), cfg.env, cfg.render.crossfade_ms)
     else:
-        raise EditFileError(f"unknown editor {editor!r} (policy, heuristic or random)")
+        raise EditFileError(f"unknown editor {editor!r} (policy, {', '.join(EDITORS)})")
     output.parent.mkdir(parents=True, exist_ok=True)
     write_edit(edit.edl, output, source=source, cfg=cfg.render)
     return {"wav": str(output), "edl": str(edl_path_for(output)), "duration": edit.edl.duration, "source_duration": song.duration,

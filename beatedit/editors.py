@@ -1,4 +1,4 @@
-"""Baseline editors: a random editor (valid actions) and a rule-based heuristic editor.
+"""Baseline editors: a random editor (valid actions), a rule-based heuristic editor and a fade editor.
 
 Both return a decision list for ``editing.build_edit`` (every decision is legal under
 ``editing.action_mask``), so their edits are exactly what the env would produce.
@@ -18,6 +18,10 @@ Both return a decision list for ``editing.build_edit`` (every decision is legal 
   the unit boundary is a bar, not a phrase, start), so every cut is on a bar
   boundary. The last kept unit ends with FADE_OUT from its last bar start (a fade
   over the last bar), which also ends the edit.
+* ``fade_decisions``: the radio fade: keeps the song from its start and fades out over
+  the bar whose end lands closest to the target length (FADE_OUT at that bar's start).
+  No splices at all, so nothing to hear at a seam; it loses whatever comes after the
+  fade (often the last chorus), and its length is off by at most half a bar.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from beatedit.editing import (
 from beatedit.schema import COLUMN_INDEX
 from beatedit.song import SongAnalysis
 
-EDITORS = ("random", "heuristic")
+EDITORS = ("random", "heuristic", "fade")
 _EMIT = np.array([Action.KEEP, Action.LOOP_BEAT, Action.LOOP_BAR, Action.REPEAT_PHRASE, Action.FADE_IN])
 _SKIP = np.array([Action.CUT, Action.CUT_TO_NEXT_BAR, Action.CUT_TO_NEXT_PHRASE])
 
@@ -130,6 +134,27 @@ def heuristic_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig 
     return s.decisions
 
 
+def fade_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig | None = None) -> list[int]:
+    cfg = cfg or EnvConfig()
+    target_ratio = check_target_ratio(target_ratio)
+    g = song_grid(song)
+    B = g.bounds
+    target = target_ratio * g.source_samples
+    bars = [int(c) for c in np.flatnonzero(g.is_bar_start[:g.n])]
+    if not bars:
+        bars = [0]
+    # fading from bar start c gives an edit of B[bar_end[c]] - B[0] samples (everything before c is kept)
+    ends = np.array([B[int(g.bar_end[c])] - B[0] for c in bars], dtype=np.float64)
+    fade_at = bars[int(np.argmin(np.abs(ends - target)))]
+    s = EditState()
+    while not s.done:
+        if s.cursor >= fade_at and s.has_output and g.is_bar_start[s.cursor]:  # (a fade at beat 0 waits one bar)
+            _apply_inplace(g, s, Action.FADE_OUT, cfg.max_loops_per_episode)
+        else:
+            _apply_inplace(g, s, Action.KEEP, cfg.max_loops_per_episode)
+    return s.decisions
+
+
 def edit_with(editor_name: str, song: SongAnalysis, target_ratio: float, rng: np.random.Generator | None = None,
               cfg: EnvConfig | None = None, crossfade_ms: float | None = None) -> EditResult:
     """Run a baseline editor and build its edit (``EditResult``)."""
@@ -139,6 +164,8 @@ def edit_with(editor_name: str, song: SongAnalysis, target_ratio: float, rng: np
         decisions = random_decisions(song, target_ratio, rng if rng is not None else np.random.default_rng(), cfg)
     elif editor_name == "heuristic":
         decisions = heuristic_decisions(song, target_ratio, cfg)
+    elif editor_name == "fade":
+        decisions = fade_decisions(song, target_ratio, cfg)
     else:
         raise ValueError(f"unknown editor {editor_name!r}; choose one of {', '.join(EDITORS)}")
     return build_edit(song, decisions, xf, target_ratio, cfg)

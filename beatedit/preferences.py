@@ -13,8 +13,12 @@ Per song (``song_pairs``, one call per song so a Prefect flow can map over songs
                          the lost length put back by starting a later cut as much later;
    - ``over_loop``       a good edit with 3-6 loops / repeats added (LOOP_BEAT, LOOP_BAR,
                          REPEAT_PHRASE) and its ending moved earlier to stay near the target;
-   - ``wrong_length``    the heuristic edit for a target 0.12-0.3 away (clearly too long or
-                         too short for this one);
+   - ``wrong_length``    the heuristic edit for a target 0.07-0.3 away (too long or too short
+                         for this one; the near misses teach the reward model that overshooting
+                         the target costs as much as undershooting it);
+   - ``tail_fade``       ``editors.fade_decisions`` (the song from its start, faded out over one
+                         bar) for a target up to 0.15 off this one: no splices, so pairs of two
+                         of them differ in length (and lost material) alone;
    - ``policy``          ``sampler(song, target_ratio, rng) -> decisions`` when a sampler is
                          passed (e.g. the current policy).
    "Good edits" are the heuristic edit at the target (and policy samples when present).
@@ -58,7 +62,7 @@ from beatedit import listener
 from beatedit.actions import Action
 from beatedit.config import CANDIDATE_KINDS, Config
 from beatedit.editing import EditResult, EditState, action_mask, apply_action, build_edit, song_grid
-from beatedit.editors import heuristic_decisions, random_decisions
+from beatedit.editors import fade_decisions, heuristic_decisions, random_decisions
 from beatedit.song import SongAnalysis
 
 SPLITS = ("train", "validation", "test")
@@ -344,8 +348,11 @@ def generate_candidates(song: SongAnalysis, target_ratio: float, cfg: Config, rn
         if kind == "heuristic":
             t = float(np.clip(target_ratio + rng.choice([-1, 1]) * rng.uniform(0.02, 0.06), lo, hi))
             return heuristic_decisions(song, t, env)
+        if kind == "tail_fade":
+            t = float(np.clip(target_ratio + rng.uniform(-0.15, 0.15), lo, hi))
+            return fade_decisions(song, t, env)
         if kind == "wrong_length":
-            t = target_ratio + rng.choice([-1, 1]) * rng.uniform(0.12, 0.3)
+            t = target_ratio + rng.choice([-1, 1]) * rng.uniform(0.07, 0.3)
             if not lo <= t <= hi:
                 t = target_ratio - (t - target_ratio)
             return heuristic_decisions(song, float(np.clip(t, lo, hi)), env)

@@ -49,6 +49,8 @@ def editors_for(cfg: Config, policy: ActorCritic | None = None, reference: Actor
     if reference is not None:
         eds["reference"] = policy_editor(reference)
     eds["heuristic"] = lambda song, target: edit_with("heuristic", song, target, None, cfg.env, cfg.render.crossfade_ms)
+    # the radio fade: no splices, length within half a bar -- a strong baseline on duration and seams
+    eds["fade"] = lambda song, target: edit_with("fade", song, target, None, cfg.env, cfg.render.crossfade_ms)
     rngs: dict[str, np.random.Generator] = {}
 
     def random_editor(song: SongAnalysis, target: float):

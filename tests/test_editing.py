@@ -295,6 +295,20 @@ def test_heuristic_without_phrases_uses_bars(tmp_path):
     assert e.edl.n_samples < 0.75 * source_samples(song)
 
 
+@pytest.mark.parametrize("which", ["song44", "song34"])
+@pytest.mark.parametrize("target", [0.35, 0.6, 0.85])
+def test_fade_editor_keeps_the_start_and_fades_within_half_a_bar_of_the_target(which, target, request):
+    song = request.getfixturevalue(which)
+    B = beat_sample_bounds(song)
+    e = edit_with("fade", song, target)
+    segs = e.edl.segments
+    assert all(q.start_sample == p.end_sample for p, q in zip(segs, segs[1:]))  # no splice anywhere
+    assert segs[0].start_sample == B[0] and e.decisions[-1] == A.FADE_OUT
+    assert segs[-1].gain_end == 0.0 and segs[-1].end_sample in set(B[song.bar_starts].tolist()) | {int(B[-1])}
+    bar = (B[song.bar_starts[1]] - B[song.bar_starts[0]])
+    assert abs(e.edl.n_samples - target * source_samples(song)) <= 0.5 * bar + 1
+
+
 def test_unknown_editor(song44):
     with pytest.raises(ValueError, match="unknown editor"):
         edit_with("nope", song44, 0.5)

@@ -103,7 +103,7 @@ def test_pair_table_columns_and_values(songs):
     touches_ood = df["kind_a"].isin(ood_kinds) | df["kind_b"].isin(ood_kinds)
     assert (touches_ood == df["ood"]).all() and df["ood"].sum() == len(songs) * 4
     kinds = set(df["kind_a"]) | set(df["kind_b"])
-    assert {"random", "heuristic", "shifted_cut", "off_bar_splice", "over_loop", "wrong_length"} <= kinds
+    assert {"random", "heuristic", "shifted_cut", "off_bar_splice", "over_loop", "wrong_length", "tail_fade"} <= kinds
     # the labels come from the listener: noisy choices mostly follow the gold ordering
     strict = df["gold_a"] != df["gold_b"]
     follows = (np.sign(df["gold_a"] - df["gold_b"]) == np.where(df["choice"] == 0, 1, -1))[strict]
