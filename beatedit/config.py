@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class CorpusConfig:
-    n_songs: int = 24  # songs in the generated default corpus
+    n_songs: int = 48  # songs in the generated default corpus
     min_seconds: float = 60.0  # shortest generated song
     max_seconds: float = 150.0  # longest generated song
     sample_rate: int = 22050  # sample rate of the generated mixes (mono PCM_16 WAV) and stems (PCM_16 FLAC)
@@ -273,6 +273,7 @@ class DPOConfig:
 @dataclass(frozen=True)
 class RLHFConfig:
     algorithm: Literal["ppo", "dpo"] = "ppo"  # ppo: online RL on the learned reward; dpo: offline on the preference pairs
+    compare_algorithms: bool = True  # also train the other algorithm from the same reference and report both side by side (ppo_*/dpo_* in metrics/rlhf.json); only `algorithm`'s policy is registered
     # --- reward ------------------------------------------------------------------------------------------
     w_learned: float = 0.8  # weight of the normalised learned reward of the whole edit (terminal step)
     w_dense: float = 0.2  # weight of the dense reward's total (terminal step)
@@ -327,14 +328,14 @@ class RLHFConfig:
 
 
 #: candidate edit kinds the preferences stage generates (beatedit.preferences)
-CANDIDATE_KINDS = ("random", "heuristic", "shifted_cut", "off_bar_splice", "over_loop", "wrong_length", "policy")
+CANDIDATE_KINDS = ("random", "heuristic", "shifted_cut", "off_bar_splice", "over_loop", "wrong_length", "tail_fade", "policy")
 
 
 @dataclass(frozen=True)
 class PreferencesConfig:
     out_path: str = "data/preferences/pairs.parquet"  # the pair table the preferences stage writes
     candidates_per_song: int = 32  # candidate edits generated per song (mix of the kinds below; OOD kinds on top)
-    pairs_per_song: int = 24  # in-distribution pairs sampled per song from those candidates (both edits of a pair share one target)
+    pairs_per_song: int = 48  # in-distribution pairs sampled per song from those candidates (both edits of a pair share one target)
     ood_pairs_per_song: int = 4  # extra pairs per song involving at least one OOD-kind edit (evaluation only)
     targets_per_song: int = 2  # edit targets (output/source duration) per song, sampled in [env.target_min, env.target_max]
     # relative share of each candidate kind among a song's candidates (0 = never generated)
@@ -344,6 +345,7 @@ class PreferencesConfig:
     weight_off_bar_splice: float = 1.5  # a good edit with an extra splice placed mid-bar
     weight_over_loop: float = 1.0  # a good edit with several loops / repeats added
     weight_wrong_length: float = 1.0  # a good edit made clearly too long or too short for the target
+    weight_tail_fade: float = 1.5  # the song from its start, faded out near the target (0-15 points off): pairs that differ in length alone
     weight_policy: float = 1.0  # samples from a trained policy (only when a sampler is passed)
     ood_kinds: list[str] = field(default_factory=lambda: ["over_loop"])  # kinds held out of training: pairs touching them are marked ood and used only for evaluation
     split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])  # train / validation / test share of songs
@@ -370,7 +372,7 @@ class RewardConfig:
     out_path: str = "artifacts/reward/model.pt"  # where the trained checkpoint is written
     checkpoint: str | None = None  # a reward checkpoint to load and validate instead of training (schema/vocab checked)
     # --- model (models/reward_model.py) ---
-    d_model: int = 256  # width of the transformer
+    d_model: int = 128  # width of the transformer
     n_layers: int = 3  # transformer blocks
     n_heads: int = 4  # attention heads per block
     max_beats: int = 500  # longest window the model sees; longer songs are scored in overlapping windows
@@ -465,6 +467,7 @@ class OpsConfig:
 class Config:
     seed: int = 0  # global seed for everything not seeded more specifically
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available
+    torch_threads: int = 1  # CPU threads for torch in the training stages (0 = torch's default); these small models run fastest on 1
     data: DataConfig = field(default_factory=DataConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     stems: StemsConfig = field(default_factory=StemsConfig)
@@ -481,6 +484,11 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+
+    def check(self) -> str | None:
+        if self.torch_threads < 0:
+            return f"torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
+        return None
 
 
 # ----------------------------------------------------------------------------- loading

@@ -38,6 +38,16 @@ def load_stage_config(params: str, overrides: list[str] | tuple[str, ...]) -> Co
     return load_config(params, list(overrides))
 
 
+def apply_torch_threads(cfg: Config) -> None:
+    """Pin torch's CPU threads (``torch_threads``) for the training stages: the reward model and policy are
+    small, and on a shared few-core machine extra threads mostly contend (one thread measured 4-6x faster
+    than the default while another stage ran beside it)."""
+    if cfg.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
+
+
 def stage_main(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
     """``python -m flows.<stage> [--params FILE] [--set key=value ...]`` for DVC's ``cmd``."""
     name = getattr(flow, "name", getattr(flow, "__name__", "stage"))

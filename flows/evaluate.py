@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import load_stage_config, stage_main
+from flows.common import apply_torch_threads, load_stage_config, stage_main
 from tasks import tracking
 from tasks.evaluate import compare_task, load_candidate_task, load_champion_task, promote_task, render_examples_task, report_task
 
@@ -13,6 +13,7 @@ from tasks.evaluate import compare_task, load_candidate_task, load_champion_task
 def evaluate(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Listener win rates with bootstrap CIs, dense components, renders; promotes when promote.auto and it wins."""
     cfg = load_stage_config(params, overrides)
+    apply_torch_threads(cfg)
     with tracking.stage_run("evaluate", cfg, list(overrides)):
         cand = load_candidate_task()
         champion, champion_version = load_champion_task(cand["policy_version"])

@@ -6,7 +6,7 @@ import pandas as pd
 from prefect import flow
 
 from beatedit import layout
-from flows.common import StageFailed, load_stage_config, stage_main
+from flows.common import StageFailed, apply_torch_threads, load_stage_config, stage_main
 from tasks import tracking
 from tasks.reward import (champion_accuracy_task, load_reward_task, load_songs, reward_report_task, save_and_register_task,
                           train_reward_task, validate_reward_task)
@@ -20,6 +20,7 @@ class RewardGateFailed(StageFailed):
 def reward(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Train/validate the reward model; fail with the gate's messages when a threshold is missed."""
     cfg = load_stage_config(params, overrides)
+    apply_torch_threads(cfg)
     with tracking.stage_run("reward", cfg, list(overrides)):
         pairs = pd.read_parquet(layout.PAIRS_TABLE)
         songs = load_songs(sorted(set(pairs["song_id"])))

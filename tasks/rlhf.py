@@ -100,7 +100,9 @@ def dpo_task(cfg: Config, policy: object, reference: object, train: list[SongAna
 
 
 @task(name="held-out-check")
-def heldout_task(cfg: Config, policy: object, reference: object, test: list[SongAnalysis], algorithm: str) -> dict:
+def heldout_task(cfg: Config, policy: object, reference: object, test: list[SongAnalysis], algorithm: str,
+                 primary: bool = True) -> dict:
+    """Held-out figures prefixed with the algorithm (``ppo_*`` / ``dpo_*``); the primary algorithm's also unprefixed."""
     from models.heldout import compare_editors
     from models.reward_model import load_reward_model
 
@@ -108,7 +110,24 @@ def heldout_task(cfg: Config, policy: object, reference: object, test: list[Song
     _, summary = compare_editors(test, cfg, policy, reference, reward_model, normalizer, seed=cfg.evaluate.seed,
                                  n_boot=cfg.evaluate.n_bootstrap)
     keys = [k for k in summary if k.startswith("win_rate_vs_")] + ["listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar"]
-    return {f"{algorithm}_{k}": summary[k] for k in keys if k in summary} | {k: summary[k] for k in keys if k in summary}
+    out = {f"{algorithm}_{k}": summary[k] for k in keys if k in summary}
+    return out | ({k: summary[k] for k in keys if k in summary} if primary else {})
+
+
+def training_figures(algorithm: str, result: dict) -> dict:
+    """The per-algorithm training figures reported side by side: ``{algorithm}_final_kl`` etc."""
+    keys = ("learned_reward_calls", "final_kl", "final_gold", "final_proxy", "best_gold", "seconds")
+    return {f"{algorithm}_{k}": result[k] for k in keys if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)}
+
+
+def fresh_policy(reference: object) -> object:
+    """A trainable copy of the (frozen) reference: the common starting point when both algorithms run."""
+    import copy
+
+    policy = copy.deepcopy(reference)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    return policy
 
 
 @task(name="save-and-register-policy")
@@ -136,7 +155,9 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
 
 
 @task(name="rlhf-report")
-def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict, registered: dict) -> dict:
+def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict, registered: dict,
+                     other: dict | None = None) -> dict:
+    """metrics/rlhf.json and the DVC plots; ``other``: the compared algorithm's figures (prefixed keys)."""
     from beatedit.plots import curves_figure
 
     plots = layout.PLOTS_DIR / "rlhf"
@@ -157,7 +178,8 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
     else:
         pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(plots / "overoptimization.csv", index=False)
     metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+               **training_figures(cfg.rlhf.algorithm, result),
                **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,
-               "policy_version": registered["version"]}
+               "policy_version": registered["version"], **(other or {})}
     tracking.write_metrics(layout.METRICS_DIR / "rlhf.json", metrics)
     return metrics

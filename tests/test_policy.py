@@ -181,3 +181,20 @@ def test_bc_clones_the_heuristic_editor_including_its_rare_decisions():
         cfg, rlhf=dataclasses.replace(cfg.rlhf, bc=dataclasses.replace(bc, epochs=1))),
         human_edits=[{"song_id": songs[0].song_id, "target_ratio": 0.6, "beat_actions": e.beat_actions}], progress=False)
     assert res2["bc_human_pairs"] == len(e.decisions)
+
+
+def test_compared_algorithms_start_from_the_reference_and_report_prefixed_figures():
+    from models.bc import make_reference
+    from tasks.rlhf import fresh_policy, training_figures
+
+    reference = make_reference(small_policy(3))
+    other = fresh_policy(reference)
+    assert other is not reference and all(p.requires_grad for p in other.parameters())
+    assert not any(p.requires_grad for p in reference.parameters())  # the anchor stays frozen
+    for a, b in zip(other.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    assert not torch.equal(next(other.parameters()), next(reference.parameters()))  # a copy, not a view
+    figs = training_figures("dpo", {"learned_reward_calls": 0, "final_kl": 1.5, "history": [1], "best_path": None, "flag": True})
+    assert figs == {"dpo_learned_reward_calls": 0, "dpo_final_kl": 1.5}
