@@ -127,6 +127,7 @@ def _check_truth(t: dict, cfg: CorpusConfig) -> None:
 
 def test_ground_truth_is_consistent(corpora):
     root, manifest = corpora["a"]
+    assert len(manifest) == SMALL.n_songs
     for m in manifest:
         _check_truth(json.loads((root / "truth" / f"{m['song_id']}.json").read_text()), SMALL)
 

@@ -43,15 +43,17 @@ def test_components_in_unit_interval(world):
     song, y = world
     rng = np.random.default_rng(1)
     n = song.n_beats
+    checked = []
     for i in range(60):
         src = rng.integers(0, n, size=int(rng.integers(1, 150))) if i % 2 else \
             np.concatenate([np.arange(a, min(n, a + 12)) for a in rng.integers(0, n, size=4)])
         g = rng.uniform(0, 1, size=(len(src), 2))
         edit = np.column_stack([src, g])
         t = float(rng.uniform(0.1, 1.0))
-        _check(score_edit(song, edit, t))
+        checked.append(_check(score_edit(song, edit, t))["total"])
         if i % 6 == 0:
-            _check(score_edit(song, edit, t, y, SR))
+            checked.append(_check(score_edit(song, edit, t, y, SR))["total"])
+    assert len(checked) == 60 + 10 and np.std(checked) > 0.01
 
 
 def test_whole_song_at_full_length_is_perfect(world):

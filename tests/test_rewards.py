@@ -32,6 +32,7 @@ def _check(r: dict, cfg: DenseRewardConfig = DenseRewardConfig()) -> dict:
 def test_components_stay_in_unit_interval_on_random_edits(song):
     rng = np.random.default_rng(0)
     n = song.n_beats
+    totals = []
     for _ in range(300):
         m = int(rng.integers(1, 2 * n))
         kind = rng.integers(3)
@@ -43,7 +44,8 @@ def test_components_stay_in_unit_interval_on_random_edits(song):
         else:  # single beat repeated
             src = np.full(m, rng.integers(n))
         g = rng.uniform(0, 1, size=(len(src), 2))
-        _check(dense_reward(song, np.column_stack([src, g]), 0.6))
+        totals.append(_check(dense_reward(song, np.column_stack([src, g]), 0.6))["total"])
+    assert len(totals) == 300 and np.std(totals) > 0.01  # every edit checked, and the edits are told apart
 
 
 def test_baseline_editor_edits_score_in_range(song):
