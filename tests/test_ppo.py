@@ -171,7 +171,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
         assert torch.equal(v, resumed["final_state_dict"][k]), k
 
     # resuming with other training settings is refused, naming the key
-    other = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, lr=1e-3))
+    other = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, lr=cfg.rlhf.lr / 2))
     with pytest.raises(CheckpointError, match="rlhf.lr"):
         train_ppo(make_policy(cfg), ref, rm, norm, train, val, other, resume_from=tmp_path / "b", progress=False)
 

@@ -31,7 +31,7 @@ def test_stage_run_nested_under_pipeline_run(mlflow_store, tmp_path, monkeypatch
     assert len(child.data.tags["dvc_lock_hash"]) == 16
     assert child.data.tags["git_commit"]
     assert child.data.tags["override.env.window_before"] == "3"
-    assert child.data.params["data.corpus.n_songs"] == "24"
+    assert child.data.params["data.corpus.n_songs"] == str(cfg.data.corpus.n_songs)  # the flattened params
     assert child.data.metrics["songs"] == 3.0 and child.data.metrics["nested.a"] == 1.0
     assert json.loads((tmp_path / "metrics" / "corpus.json").read_text())["total_seconds"] == 12.5
     arts = [a.path for a in client.list_artifacts(child_id, "metrics")]
