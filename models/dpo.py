@@ -40,7 +40,7 @@ from beatedit.config import Config, EnvConfig
 from beatedit.env import VecBeatEditEnv
 from beatedit.song import SongAnalysis
 
-from models.policy import ActorCritic, save_policy
+from models.policy import ActorCritic, attach_reference, save_policy
 from models.policy_edit import decisions_from_beat_actions, replay_trajectories
 from models.ppo import baseline_golds, evaluate_policy
 
@@ -191,14 +191,7 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
         songs_val = [s for s in songs if s.song_id in val_ids]
     eval_songs = list(songs_val)[: rl.n_eval_songs]
     replay = _Replayer(songs, cfg.env)
-    if policy is reference:
-        raise ValueError("the policy and its reference must be two modules (copy the reference: models.bc.make_reference)")
-    policy.to(device).train()
-    reference.to(device).eval()
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    for p in policy.parameters():  # e.g. a deepcopy of the frozen reference
-        p.requires_grad_(True)
+    attach_reference(policy, reference, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=dc.lr, weight_decay=0.0)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     baselines = baseline_golds(eval_songs, rl.eval_targets, cfg, seed=rl.seed) if eval_songs else {}

@@ -138,6 +138,19 @@ class ActorCritic(nn.Module):
         return action, logprob, entropy, value
 
 
+def attach_reference(policy: nn.Module, reference: nn.Module, device: torch.device | str) -> None:
+    """Ready a policy for training against its reference (PPO's KL anchor, DPO's baseline): both on
+    ``device``, the policy trainable (e.g. a deepcopy of the frozen reference), the reference frozen."""
+    if policy is reference:
+        raise ValueError("the policy and its reference must be two modules (copy the reference: models.bc.make_reference)")
+    policy.to(device).train()
+    reference.to(device).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+
+
 def masked_entropy(logp_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     p = logp_all.exp()
     return -(p * logp_all).masked_fill(~mask.bool(), 0.0).sum(-1)

@@ -38,6 +38,17 @@ class PolicyEdit:
     n_decisions: int
 
 
+def song_table(songs: Sequence[SongAnalysis]) -> tuple[list[SongAnalysis], list[int]]:
+    """(distinct songs in first-seen order, each job's index into them): one env table for many jobs."""
+    uniq: dict[int, int] = {}
+    table: list[SongAnalysis] = []
+    for s in songs:
+        if id(s) not in uniq:
+            uniq[id(s)] = len(table)
+            table.append(s)
+    return table, [uniq[id(s)] for s in songs]
+
+
 def sample_actions(logp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One action per row from log-probabilities [E, A] (probability-0 actions are never drawn)."""
     p = np.exp(logp.astype(np.float64))
@@ -73,15 +84,9 @@ def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios
     env_cfg = env_cfg or EnvConfig()
     if crossfade_ms is not None:
         render_cfg = RenderConfig(crossfade_ms=float(crossfade_ms))
-    # unique songs in the env, one env per job
-    uniq: dict[int, int] = {}
-    table: list[SongAnalysis] = []
-    for s in songs:
-        if id(s) not in uniq:
-            uniq[id(s)] = len(table)
-            table.append(s)
+    table, song_indices = song_table(songs)  # one env per job over the distinct songs
     env = VecBeatEditEnv(table, len(songs), env_cfg, seed=0, render_cfg=render_cfg, dense=False, build_edits=True)
-    obs, mask = env.reset(song_indices=[uniq[id(s)] for s in songs], target_ratios=list(target_ratios))
+    obs, mask = env.reset(song_indices=song_indices, target_ratios=list(target_ratios))
     was_training = policy.training
     policy.eval()
     out: list[PolicyEdit | None] = [None] * len(songs)
@@ -160,13 +165,7 @@ def replay_trajectories(songs: Sequence[SongAnalysis], target_ratios: Sequence[f
     if n == 0:
         return []
     if env is None:
-        uniq: dict[int, int] = {}
-        table: list[SongAnalysis] = []
-        for s in songs:
-            if id(s) not in uniq:
-                uniq[id(s)] = len(table)
-                table.append(s)
-        song_indices = [uniq[id(s)] for s in songs]
+        table, song_indices = song_table(songs)
         env = VecBeatEditEnv(table, n, env_cfg or EnvConfig(), seed=0, dense=False, build_edits=False)
     elif env.n_envs != n or song_indices is None:
         raise ValueError(f"replay_trajectories: env has {env.n_envs} envs for {n} jobs (and needs song_indices)")

@@ -57,7 +57,7 @@ from beatedit.env import VecBeatEditEnv
 from beatedit.listener import score_edit
 from beatedit.song import SongAnalysis
 
-from models.policy import ActorCritic, POLICY_KIND, masked_kl, save_policy
+from models.policy import ActorCritic, POLICY_KIND, attach_reference, masked_kl, save_policy
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.policy_edit import edit_songs, finished_mask
 
@@ -261,14 +261,7 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
     envs = VecBeatEditEnv(songs_train, rl.n_envs, cfg.env, cfg.dense_reward, seed=rl.seed, render_cfg=cfg.render)
     if envs.obs_dim != policy.obs_dim:
         raise ValueError(f"policy expects {policy.obs_dim} observation values, the env ({cfg.env}) gives {envs.obs_dim}")
-    if policy is reference:
-        raise ValueError("the policy and its reference must be two modules (copy the reference: models.bc.make_reference)")
-    policy.to(device).train()
-    reference.to(device).eval()
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    for p in policy.parameters():  # e.g. a deepcopy of the frozen reference
-        p.requires_grad_(True)
+    attach_reference(policy, reference, device)
     if reward_model is not None:
         reward_model.to(device).eval()
     optimizer = torch.optim.Adam(policy.parameters(), lr=rl.lr, eps=1e-5)
