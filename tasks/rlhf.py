@@ -35,12 +35,17 @@ def mlflow_logger(prefix: str):
 
 
 def run_key(cfg: Config) -> str:
-    """Checkpoints of one run live in a folder keyed by everything that shapes training, so a re-run
-    with the same inputs resumes and a changed one starts fresh."""
+    """Checkpoints of one run live in a folder keyed by everything that shapes training -- params, the
+    reward model, the songs and split, and the domain + training code (``beatedit/``, ``models/``) -- so
+    a killed run re-run unchanged resumes, and a change (including a code change that makes DVC re-run
+    the stage) starts fresh instead of picking up a finished run's checkpoints."""
     h = hashlib.sha256()
     h.update(json.dumps({k: config_to_dict(cfg)[k] for k in ("seed", "env", "render", "dense_reward", "listener", "rlhf")}, sort_keys=True, default=str).encode())
     for p in (Path(layout.REWARD_DIR) / "model.pt", layout.FEATURES_INDEX, layout.PREFERENCES_DIR / "splits.csv"):
         h.update(p.read_bytes() if p.exists() else b"-")
+    root = Path(__file__).resolve().parents[1]
+    for p in sorted([*(root / "beatedit").rglob("*.py"), *(root / "models").rglob("*.py")]):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:12]
 
 

@@ -198,3 +198,12 @@ def test_compared_algorithms_start_from_the_reference_and_report_prefixed_figure
     assert not torch.equal(next(other.parameters()), next(reference.parameters()))  # a copy, not a view
     figs = training_figures("dpo", {"learned_reward_calls": 0, "final_kl": 1.5, "history": [1], "best_path": None, "flag": True})
     assert figs == {"dpo_learned_reward_calls": 0, "dpo_final_kl": 1.5}
+
+
+def test_rlhf_run_key_is_stable_and_changes_with_training_settings(tmp_path, monkeypatch):
+    from tasks.rlhf import run_key
+
+    monkeypatch.chdir(tmp_path)  # no pipeline outputs here: the key still hashes params and code
+    cfg = Config()
+    assert run_key(cfg) == run_key(Config())
+    assert run_key(dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, lr=cfg.rlhf.lr / 2))) != run_key(cfg)
