@@ -53,7 +53,9 @@ class _ConvBlock(nn.Module):
         self.conv = layer_init(nn.Conv1d(d, d, k, padding=k // 2))
 
     def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:  # h [B, W, d], valid [B, W, 1]
-        y = self.conv(self.norm(h).transpose(1, 2)).transpose(1, 2)
+        # contiguous before GELU: with the conv's transposed layout, GELU's backward on CPU takes a strided
+        # path ~14x slower than on a contiguous tensor (measured: 6.9 ms vs 0.5 ms for [512, 24, 64])
+        y = self.conv(self.norm(h).transpose(1, 2)).transpose(1, 2).contiguous()
         return (h + F.gelu(y)) * valid
 
 
@@ -98,6 +100,9 @@ class ActorCritic(nn.Module):
         rows = obs[:, : W * (Fd + 1)].reshape(B, W, Fd + 1)  # features + validity flag per row
         valid = rows[:, :, Fd:]  # [B, W, 1]
         h = F.gelu(self.embed(rows))  # [B, W, d]
+        # a contiguous flag in h's dtype: under bf16 autocast a strided fp32 flag would turn every masking
+        # multiply into a slow mixed-dtype broadcast (and promote the residual stream back to fp32)
+        valid = valid.to(h.dtype).contiguous()
         if self.encoder_kind == "conv":
             h = h * valid
             for block in self.blocks:
