@@ -298,7 +298,7 @@ class RLHFConfig:
     norm_adv: bool = True  # normalise advantages per minibatch
     clip_vloss: bool = True  # clip the value loss around the old values
     target_kl: float | None = 0.05  # stop the epoch loop when approx-KL(old||new) exceeds this; null = never
-    bf16: bool = False  # bf16 autocast for the update's forward passes (CUDA or CPU)
+    bf16: bool = True  # bf16 autocast for the policy in rollout and update: ~1.4x faster PPO with native bf16 (AVX512-BF16/AMX CPU, GPU); emulated (slower, warned) elsewhere: set false
     grad_accum: int = 1  # split each minibatch into this many micro-batches (same gradient, less memory)
     reward_batch_size: int = 64  # episodes per reward-model call (all finished episodes of a step are batched)
     # --- monitor, checkpoints --------------------------------------------------------------------------------

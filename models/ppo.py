@@ -43,6 +43,7 @@ import copy
 import dataclasses
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,9 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
     values = torch.zeros((T, E), device=device)
     need_ref = rl.kl_coef != 0 or rl.adaptive_kl  # per-step reference log-probs only feed the KL penalty
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=rl.bf16)
+    if rl.bf16 and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("rlhf.bf16 is on but this CPU has no native bf16 (AVX512-BF16 / AMX): PPO will run slower "
+                      "than in float32; set rlhf.bf16: false", stacklevel=2)
 
     # --- state that a checkpoint carries ---------------------------------------------------------
     start_update, global_step = 1, 0
@@ -361,38 +365,41 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         finished_eps = []  # (t, FinishedEpisode)
         ep_kls, ep_lens = [], []
         dense_env = torch.zeros((T, E))
-        for step in range(T):
-            global_step += E
-            if next_obs.data_ptr() != obs[step].data_ptr():  # else the env already wrote it there
-                obs[step] = next_obs
-            masks[step] = next_mask
-            dones[step] = next_done
-            with torch.no_grad():
-                action, logprob, _, value = policy.get_action_and_value(next_obs, next_mask, generator=gen)
-                if need_ref:
-                    ref_logprob = reference.log_probs(next_obs, next_mask).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-                else:  # no KL penalty configured: the reference forward is skipped (KL metrics read 0)
-                    ref_logprob = logprob
-            values[step] = value
-            actions[step] = action
-            logprobs[step] = logprob
-            ref_logprobs[step] = ref_logprob
-            # on CPU the env writes the next observation straight into the rollout buffer's next slot
-            into = obs[step + 1].numpy() if device.type == "cpu" and step + 1 < T else None
-            o, m, r, _, finished = envs.step(action.cpu().numpy(), obs_out=into)
-            done = finished_mask(finished, E)  # from the finished list: the env auto-resets before returning
-            dense_env[step] = torch.as_tensor(r)
-            step_kl = (logprob - ref_logprob).cpu().numpy()
-            ep_kl += step_kl
-            ep_len += 1
-            for f in finished:
-                finished_eps.append((step, f))
-                ep_kls.append(ep_kl[f.env_index])
-                ep_lens.append(ep_len[f.env_index])
-            ep_kl[done], ep_len[done] = 0.0, 0
-            next_obs = torch.as_tensor(o, device=device)
-            next_mask = torch.as_tensor(m, device=device)
-            next_done = torch.as_tensor(done, dtype=torch.float32, device=device)
+        # one autocast context for the whole rollout: the behaviour policy runs at the update's precision,
+        # and autocast casts the (unchanging) policy weights to bf16 once per rollout instead of every step
+        with autocast:
+            for step in range(T):
+                global_step += E
+                if next_obs.data_ptr() != obs[step].data_ptr():  # else the env already wrote it there
+                    obs[step] = next_obs
+                masks[step] = next_mask
+                dones[step] = next_done
+                with torch.no_grad():
+                    action, logprob, _, value = policy.get_action_and_value(next_obs, next_mask, generator=gen)
+                    if need_ref:
+                        ref_logprob = reference.log_probs(next_obs, next_mask).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+                    else:  # no KL penalty configured: the reference forward is skipped (KL metrics read 0)
+                        ref_logprob = logprob
+                values[step] = value
+                actions[step] = action
+                logprobs[step] = logprob
+                ref_logprobs[step] = ref_logprob
+                # on CPU the env writes the next observation straight into the rollout buffer's next slot
+                into = obs[step + 1].numpy() if device.type == "cpu" and step + 1 < T else None
+                o, m, r, _, finished = envs.step(action.cpu().numpy(), obs_out=into)
+                done = finished_mask(finished, E)  # from the finished list: the env auto-resets before returning
+                dense_env[step] = torch.as_tensor(r)
+                step_kl = (logprob - ref_logprob).cpu().numpy()
+                ep_kl += step_kl
+                ep_len += 1
+                for f in finished:
+                    finished_eps.append((step, f))
+                    ep_kls.append(ep_kl[f.env_index])
+                    ep_lens.append(ep_len[f.env_index])
+                ep_kl[done], ep_len[done] = 0.0, 0
+                next_obs = torch.as_tensor(o, device=device)
+                next_mask = torch.as_tensor(m, device=device)
+                next_done = torch.as_tensor(done, dtype=torch.float32, device=device)
 
         t_rewards = time.perf_counter()
         # ---------------------------------------------------------------- rewards
@@ -410,12 +417,14 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
             rewards.copy_((rl.w_dense * dense_env + rl.w_learned * learned).to(device) + kl_term)
 
         # ---------------------------------------------------------------- GAE
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             next_value = policy.get_value(next_obs).float()
             advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, rl.gamma, rl.gae_lambda)
 
         # flatten the batch
         b_obs = obs.reshape((-1, D))
+        if rl.bf16:  # autocast would cast each minibatch's observations anyway: cast once, gather half the bytes
+            b_obs = b_obs.to(torch.bfloat16)
         b_masks = masks.reshape((-1, A))
         b_actions = actions.reshape(-1)
         b_logprobs = logprobs.reshape(-1)

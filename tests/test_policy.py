@@ -207,3 +207,21 @@ def test_rlhf_run_key_is_stable_and_changes_with_training_settings(tmp_path, mon
     cfg = Config()
     assert run_key(cfg) == run_key(Config())
     assert run_key(dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, lr=cfg.rlhf.lr / 2))) != run_key(cfg)
+
+
+def test_bf16_log_probs_do_not_depend_on_the_batch_they_are_computed_in():
+    """PPO's ratio pi/pi_old under bf16: the rollout scores 16 observations at a time, the update 512;
+    the same weights must give the same log-probs (else the first minibatch's ratio is not 1)."""
+    cfg = EnvConfig()
+    torch.manual_seed(0)
+    pol = policy_for_env(cfg, PolicyConfig())
+    obs = torch.randn(64, pol.obs_dim).clamp(-10, 10)
+    obs[:, pol.n_features:pol.window * (pol.n_features + 1):pol.n_features + 1] = 1.0  # every window row valid
+    mask, act = torch.ones(64, N_ACTIONS, dtype=torch.bool), torch.randint(0, N_ACTIONS, (64,))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        small = torch.cat([pol.get_action_and_value(obs[i:i + 16], mask[i:i + 16], act[i:i + 16])[1] for i in range(0, 64, 16)])
+        big = pol.get_action_and_value(obs.to(torch.bfloat16), mask, act)[1]
+    with torch.no_grad():
+        fp32 = pol.get_action_and_value(obs, mask, act)[1]
+    assert torch.equal(small, big)
+    assert 0 < (big - fp32).abs().max() < 1e-2  # bf16 really ran, and stays close to float32

@@ -112,8 +112,9 @@ def test_small_helpers():
 
 
 # ----------------------------------------------------------------------------- the loop
-def test_kl_penalty_is_zero_when_policy_equals_reference():
-    cfg = tiny_cfg(total_steps=4 * 32, kl_coef=1.0)
+@pytest.mark.parametrize("bf16", [True, False])
+def test_kl_penalty_is_zero_when_policy_equals_reference(bf16):
+    cfg = tiny_cfg(total_steps=4 * 32, kl_coef=1.0, bf16=bf16)
     songs = [rl_song(0, n_bars=12), rl_song(1, n_bars=12)]
     pol = make_policy(cfg)
     rows = []
@@ -133,8 +134,9 @@ def _strip(rows):
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    cfg = tiny_cfg(adaptive_kl=True, kl_target=0.5, kl_horizon=500)
+@pytest.mark.parametrize("bf16", [True, False])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, bf16):
+    cfg = tiny_cfg(adaptive_kl=True, kl_target=0.5, kl_horizon=500, bf16=bf16)
     songs = [rl_song(i, n_bars=12) for i in range(3)]
     train, val = songs[:2], songs[2:]
     init = make_policy(cfg)
