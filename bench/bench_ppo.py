@@ -1,6 +1,6 @@
 """Benchmark: env steps per second of the whole PPO loop (rollout + update), ours vs Stable-Baselines3.
 
-    .venv/bin/python bench/bench_ppo.py [--envs 16] [--rollout 128] [--updates 4] [--reps 2] [--threads 1] [--write]
+    .venv/bin/python bench/bench_ppo.py [--envs 16] [--rollout 128] [--updates 8] [--reps 3] [--threads 1] [--write]
 
 Same env (``BeatEditEnv`` songs and ``EnvConfig``; dense terminal reward), same network
 (our ``ActorCritic`` encoder as SB3's features extractor, SB3 ``net_arch`` pi=[hidden], vf=[hidden]
@@ -10,15 +10,17 @@ value clipping, entropy / value coefficients, grad-norm clip, Adam lr with linea
 advantage normalisation; ``target_kl`` off in both so both run every epoch).
 
 * SB3: ``PPO("MlpPolicy")`` on ``DummyVecEnv`` of ``n_envs`` ``BeatEditEnv`` (mask-unaware: the
-  env plays KEEP for an illegal pick), ``model.learn(total_timesteps)``.
-* ours, "RLHF loop": ``models.ppo.train_ppo`` on ``VecBeatEditEnv`` with everything the RLHF
-  stage does per step: masked sampling, the reference policy's log-probs (KL penalty), and the
-  learned reward (a default-size ``RewardModel``) on every finished episode; monitor off.
-* ours, "dense + KL": the same loop with no reward model (the reference forward stays).
-* ours, "plain": no reward model and kl_coef 0 (no reference forward): like for like with SB3.
+  env plays KEEP for an illegal pick), ``model.learn(total_timesteps)``, float32 (SB3 has no
+  mixed-precision option).
+* ours, "plain" (like for like with SB3: dense reward, ``kl_coef`` 0 so no reference forward),
+  once in float32 and once with bf16 autocast (``rlhf.bf16``, the training default).
+* ours, "dense + KL": the reference policy's log-probs every step for the KL penalty.
+* ours, "RLHF loop": ``models.ppo.train_ppo`` with everything the RLHF stage does per step:
+  masked sampling, the KL penalty, and the learned reward (a default-size ``RewardModel``) on
+  every finished episode; monitor off.
 
-Each configuration runs ``--reps`` times, interleaved (SB3, ours, ours-dense, SB3, ...), and the
-median steps/s is reported, so a noisy shared machine hits all of them alike.
+Each repetition runs every loop once (SB3 first); the ratio to SB3 is taken per repetition and
+its median reported, so a drifting shared machine hits both sides of a ratio alike.
 ``--write`` appends/replaces the "RLHF / PPO" section of bench/RESULTS.md.
 """
 
@@ -136,7 +138,8 @@ def run_sb3(songs, cfg: Config, seed: int) -> tuple[float, int, float]:
     return total / wall, sum(p.numel() for p in model.policy.parameters()), sum(spent) / wall
 
 
-def run_ours(songs, cfg: Config, seed: int, with_rm: bool, with_kl: bool = True) -> tuple[float, int, int, float]:
+def run_ours(songs, cfg: Config, seed: int, with_rm: bool, with_kl: bool = True,
+             bf16: bool | None = None) -> tuple[float, int, int, float]:
     from models.reward_model import RewardModel, RewardNormalizer
 
     pol = start_policy(cfg, seed)
@@ -146,6 +149,8 @@ def run_ours(songs, cfg: Config, seed: int, with_rm: bool, with_kl: bool = True)
         rm.fit_feature_stats(np.concatenate([s.features for s in songs]))
     if not with_kl:  # plain PPO: no KL penalty, so no reference forward
         cfg = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, kl_coef=0.0, adaptive_kl=False))
+    if bf16 is not None:  # None: the training default (rlhf.bf16)
+        cfg = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, bf16=bf16))
     t = time.perf_counter()
     res = train_ppo(pol, ref, rm, RewardNormalizer() if rm else None, songs, [], cfg, progress=False, restore_best=False)
     wall = time.perf_counter() - t
@@ -166,13 +171,27 @@ def write_results(text: str) -> None:
     path.write_text(new)
 
 
+#: The loops timed, in the order each repetition runs them: (key, label, run_ours kwargs; None = SB3).
+CONFIGS: list[tuple[str, str, dict | None]] = [
+    ("sb3", "Stable-Baselines3 PPO, `DummyVecEnv` of `BeatEditEnv` (peer, float32)", None),
+    ("ours_plain_fp32", "ours, `train_ppo`, plain PPO like SB3 (dense reward, no KL), float32 like SB3",
+     dict(with_rm=False, with_kl=False, bf16=False)),
+    ("ours_plain_bf16", "ours, `train_ppo`, plain PPO like SB3, bf16 autocast (the `rlhf.bf16` default)",
+     dict(with_rm=False, with_kl=False, bf16=True)),
+    ("ours_dense", "ours, `train_ppo`, + KL penalty (reference log-probs every step), no reward model, default precision",
+     dict(with_rm=False, with_kl=True)),
+    ("ours_rlhf", "ours, `train_ppo`, full RLHF step: + learned reward on every finished episode, default precision",
+     dict(with_rm=True, with_kl=True)),
+]
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="PPO loop throughput: ours vs Stable-Baselines3 on the same env")
     ap.add_argument("--envs", type=int, default=16)
     ap.add_argument("--rollout", type=int, default=128)
-    ap.add_argument("--updates", type=int, default=4)
+    ap.add_argument("--updates", type=int, default=8)
     ap.add_argument("--songs", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true")
@@ -184,64 +203,55 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = dataclasses.replace(base, rlhf=rl)
     songs = make_songs(args.songs)
     load0 = os.getloadavg()[0]
-    runs: dict[str, list[float]] = {"sb3": [], "ours_rlhf": [], "ours_dense": [], "ours_plain": []}
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # pay torch's one-time optimizer imports before timing
-    params = {}
-    calls = 0
+    runs: dict[str, list[float]] = {k: [] for k, _, _ in CONFIGS}
     shares: dict[str, list[float]] = {k: [] for k in runs}
+    params: dict[str, int] = {}
+    calls = 0
     for rep in range(args.reps):
-        sps, params["sb3"], share = run_sb3(songs, cfg, args.seed + rep)
-        runs["sb3"].append(sps)
-        shares["sb3"].append(share)
-        sps, params["ours"], calls, share = run_ours(songs, cfg, args.seed + rep, with_rm=True)
-        runs["ours_rlhf"].append(sps)
-        shares["ours_rlhf"].append(share)
-        sps, _, _, share = run_ours(songs, cfg, args.seed + rep, with_rm=False)
-        runs["ours_dense"].append(sps)
-        shares["ours_dense"].append(share)
-        sps, _, _, share = run_ours(songs, cfg, args.seed + rep, with_rm=False, with_kl=False)
-        runs["ours_plain"].append(sps)
-        shares["ours_plain"].append(share)
-        print(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:,.0f} steps/s" for k, v in runs.items()), flush=True)
+        for key, _, kw in CONFIGS:
+            if kw is None:
+                sps, params["sb3"], share = run_sb3(songs, cfg, args.seed + rep)
+            else:
+                sps, params["ours"], n_calls, share = run_ours(songs, cfg, args.seed + rep, **kw)
+                calls = n_calls if kw["with_rm"] else calls
+            runs[key].append(sps)
+            shares[key].append(share)
+        print(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in runs.items()) + " steps/s", flush=True)
     med = {k: float(np.median(v)) for k, v in runs.items()}
     sh = {k: float(np.median(v)) for k, v in shares.items()}
+    # each repetition's ratio to the SB3 run right before it (a drifting shared machine hits both alike),
+    # then the median over repetitions; the range shows how much the machine moved the ratio
+    paired = {k: [a / b for a, b in zip(v, runs["sb3"])] for k, v in runs.items()}
+    ratio = {k: float(np.median(v)) for k, v in paired.items()}
     # time per env step spent outside the update (rollout, rewards, GAE): where the loops really differ
     outside = {k: (1.0 - sh[k]) / med[k] * 1e6 for k in med}
-    out = {"median_steps_per_s": med, "ratio_rlhf_vs_sb3": med["ours_rlhf"] / med["sb3"],
-           "ratio_dense_vs_sb3": med["ours_dense"] / med["sb3"], "ratio_plain_vs_sb3": med["ours_plain"] / med["sb3"],
-           "update_share": sh, "us_per_step_outside_update": outside, "params": params, "learned_reward_calls_last": calls}
+    update_us = {k: sh[k] / med[k] * 1e6 for k in med}
+    out = {"median_steps_per_s": med, "ratio_vs_sb3": ratio, "ratio_range": {k: (min(v), max(v)) for k, v in paired.items()},
+           "update_share": sh, "us_per_step_outside_update": outside, "us_per_step_in_update": update_us,
+           "params": params, "learned_reward_calls_last": calls}
     print(out)
     if params["sb3"] != params["ours"]:
         print(f"WARNING: parameter counts differ: SB3 {params['sb3']:,} vs ours {params['ours']:,}")
+    default = "ours_plain_bf16" if rl.bf16 else "ours_plain_fp32"
     n_beats = [s.n_beats for s in songs]
+    rows = "\n".join(f"| {label} | {med[k]:,.0f} | {ratio[k]:.2f}x ({min(paired[k]):.2f}-{max(paired[k]):.2f}) | "
+                     f"{sh[k]:.0%} | {update_us[k]:,.0f} | {outside[k]:,.0f} |" for k, label, _ in CONFIGS)
     text = f"""## RLHF / PPO
 
 `.venv/bin/python bench/bench_ppo.py --envs {args.envs} --rollout {args.rollout} --updates {args.updates} --songs {args.songs} --reps {args.reps} --threads {args.threads} --write` ({time.strftime('%Y-%m-%d')})
 
-- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU), {args.threads} torch thread(s), 1-min load average at start {load0:.1f} (other jobs share the cores)
+- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU, native bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}), {args.threads} torch thread(s) in every loop, 1-min load average at start {load0:.1f}
 - env: {args.songs} synthetic songs ({min(n_beats)}-{max(n_beats)} beats), default EnvConfig (obs {policy_for_env(cfg.env, rl.policy).obs_dim} floats), dense terminal reward in every run
-- same network in both: our conv encoder + tanh trunk + actor/critic heads, {params['ours']:,} parameters (SB3 policy: {params['sb3']:,}), and the same starting weights (copied into SB3), biased towards KEEP like the BC reference: mean episode length {np.mean(EPISODE_LENGTHS):.0f} decisions (ours)
-- same hyper-parameters: {args.envs} envs x {args.rollout} steps, {rl.n_minibatches} minibatches, {rl.update_epochs} epochs, gamma {rl.gamma}, lambda {rl.gae_lambda}, clip {rl.clip_coef} (policy and value), lr {rl.lr} annealed, target_kl off; {args.updates} updates = {rl.total_steps:,} env steps per run; median of {args.reps} interleaved runs
+- same network in both: our `ActorCritic` (SB3 runs its encoder as the features extractor and the same heads), {params['ours']:,} parameters (SB3 policy: {params['sb3']:,}), same starting weights (copied into SB3), biased towards KEEP like the BC reference: mean episode length {np.mean(EPISODE_LENGTHS):.0f} decisions (ours)
+- same hyper-parameters: {args.envs} envs x {args.rollout} steps, {rl.n_minibatches} minibatches, {rl.update_epochs} epochs, gamma {rl.gamma}, lambda {rl.gae_lambda}, clip {rl.clip_coef} (policy and value), lr {rl.lr} annealed, target_kl off; {args.updates} updates = {rl.total_steps:,} env steps per run
+- {args.reps} repetitions, each running every loop once in the order below; steps/s is the median over repetitions, "vs SB3" the median of each repetition's ratio to its own SB3 run (range in brackets)
 
-| PPO loop (rollout + update) | env steps/s | vs SB3 | share of time in the update | us per env step outside the update |
-|---|---|---|---|---|
-| Stable-Baselines3 PPO, `DummyVecEnv` of `BeatEditEnv` (peer) | {med['sb3']:,.0f} | 1.00x | {sh['sb3']:.0%} | {outside['sb3']:,.0f} |
-| ours, `train_ppo`, plain PPO like SB3 (dense reward, no KL so no reference forward) | {med['ours_plain']:,.0f} | {out['ratio_plain_vs_sb3']:.2f}x | {sh['ours_plain']:.0%} | {outside['ours_plain']:,.0f} |
-| ours, `train_ppo`, dense reward + KL penalty (reference log-probs every step), no reward model | {med['ours_dense']:,.0f} | {out['ratio_dense_vs_sb3']:.2f}x | {sh['ours_dense']:.0%} | {outside['ours_dense']:,.0f} |
-| ours, `train_ppo`, full RLHF step: + learned reward (default `RewardModel`, {calls} episodes scored in the last run) | {med['ours_rlhf']:,.0f} | {out['ratio_rlhf_vs_sb3']:.2f}x | {sh['ours_rlhf']:.0%} | {outside['ours_rlhf']:,.0f} |
+| PPO loop (rollout + update) | env steps/s | vs SB3 | share of time in the update | us per env step in the update | us per env step outside it |
+|---|---|---|---|---|---|
+{rows}
 
-Reading it: the update (5 epochs x 4 minibatches of forward + backward through the same
-112k-parameter network) is identical work in both loops and takes {sh['sb3']:.0%} of SB3's time, so
-even a free rollout could not make the loop more than {1 / max(sh['sb3'], 1e-9):.2f}x faster than SB3
-at these hyper-parameters: the 1.5x goal is out of reach for any rollout-side change here.
-Outside the update ours spends {outside['ours_plain']:,.0f} us per env step against SB3's {outside['sb3']:,.0f}
-(the vectorised env writes all envs' observations with numpy straight into the rollout buffer,
-`obs_out`; SB3 steps its `DummyVecEnv` one env at a time in Python). The KL penalty adds one
-reference forward per step; the learned reward scores every finished episode with the 256-wide
-3-layer transformer in one batched call per rollout (cheap with one-pass episodes; a fresh,
-unbiased policy ends episodes ~20x sooner and then the reward model dominates the loop).
-Timings are noisy on this shared 2-core machine: the runs are interleaved and the median kept;
-the like-for-like ratio moved between 0.9x and 1.4x across repeated runs at load averages 3-8.
+**Headline (like for like, the training default `rlhf.bf16: {str(rl.bf16).lower()}`): {ratio[default]:.2f}x SB3.**
 """
     if args.write:
         write_results(text)
