@@ -39,6 +39,11 @@ MASKED_LOGIT = -1e9
 POLICY_KIND = "policy"
 
 
+def float32(t: torch.Tensor):
+    """A region where autocast is off (on ``t``'s device): the policy's small layers after the encoder."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 def layer_init(layer: nn.Linear | nn.Conv1d, std: float = math.sqrt(2), bias_const: float = 0.0):
     """CleanRL's orthogonal init."""
     nn.init.orthogonal_(layer.weight, std)
@@ -113,14 +118,21 @@ class ActorCritic(nn.Module):
             h = self.blocks(h + self.pos, src_key_padding_mask=pad) * valid
         pooled = h.sum(1) / valid.sum(1).clamp_min(1.0)
         rest = obs[:, W * (Fd + 1):] if self.n_extra > 0 else obs.new_zeros(B, 1)
-        e = torch.tanh(self.extra(rest))
-        return torch.tanh(self.trunk(torch.cat([h[:, self.cursor], pooled, e], -1)))
+        # Everything after the window encoder runs in float32 even under autocast: it is a tiny share of the
+        # compute, and bf16 outputs (2-3 significant digits) would quantise the values GAE differences and the
+        # logits the PPO ratio is taken of. The encoder above is where bf16 pays.
+        with float32(obs):
+            e = torch.tanh(self.extra(rest.float()))
+            return torch.tanh(self.trunk(torch.cat([h[:, self.cursor].float(), pooled.float(), e], -1)))
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self._hidden(obs)).squeeze(-1)
+        h = self._hidden(obs)
+        with float32(h):
+            return self.critic(h).squeeze(-1)
 
     def masked_logits(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = self.actor(hidden).float()
+        with float32(hidden):
+            logits = self.actor(hidden)
         return logits.masked_fill(~mask.bool(), MASKED_LOGIT)
 
     def log_probs(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -139,7 +151,8 @@ class ActorCritic(nn.Module):
                 action = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
         logprob = logp_all.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         entropy = masked_entropy(logp_all, mask)
-        value = self.critic(h).squeeze(-1).float()
+        with float32(h):
+            value = self.critic(h).squeeze(-1)
         return action, logprob, entropy, value
 
 

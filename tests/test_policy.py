@@ -211,7 +211,8 @@ def test_rlhf_run_key_is_stable_and_changes_with_training_settings(tmp_path, mon
 
 def test_bf16_log_probs_do_not_depend_on_the_batch_they_are_computed_in():
     """PPO's ratio pi/pi_old under bf16: the rollout scores 16 observations at a time, the update 512;
-    the same weights must give the same log-probs (else the first minibatch's ratio is not 1)."""
+    the same weights must give the same log-probs up to float32 rounding (the encoder's bf16 results are
+    batch-independent; the float32 heads' GEMMs sum in another order), else the first ratio is not 1."""
     cfg = EnvConfig()
     torch.manual_seed(0)
     pol = policy_for_env(cfg, PolicyConfig())
@@ -223,5 +224,6 @@ def test_bf16_log_probs_do_not_depend_on_the_batch_they_are_computed_in():
         big = pol.get_action_and_value(obs.to(torch.bfloat16), mask, act)[1]
     with torch.no_grad():
         fp32 = pol.get_action_and_value(obs, mask, act)[1]
-    assert torch.equal(small, big)
-    assert 0 < (big - fp32).abs().max() < 1e-2  # bf16 really ran, and stays close to float32
+    assert (small - big).abs().max() < 1e-4
+    assert small.dtype == big.dtype == torch.float32  # the heads run in float32 under autocast
+    assert 1e-6 < (big - fp32).abs().max() < 1e-2  # bf16 really ran in the encoder, and stays close to float32
