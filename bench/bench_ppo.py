@@ -263,6 +263,15 @@ natively, while the trunk, heads, log-probs and values stay float32; that takes 
 {update_us['ours_plain_bf16']:,.0f} us per env step. SB3 has no mixed-precision option, so its loop stays
 float32. The KL penalty adds the reference's forward pass every step and the learned reward a
 reward-model call per finished episode: work SB3's loop does not do at all.
+How it got here: sessions 1-2 measured 0.9-1.06x with this network (update 77-84% of SB3's time, so
+no rollout change could reach 1.5x). Profiling the update then found, in the shared module,
+(1) GELU's backward on the conv's transposed output taking a strided CPU path 14x slower than on a
+contiguous tensor, and (2) transposing copies around the Conv1d -- it now runs as a 1 x k Conv2d on
+a channels-last view of the same memory. Both are in `ActorCritic`, so SB3's loop got them too (SB3
+went from ~1,600 to ~2,500 steps/s here). Ours alone: (3) bf16 autocast on the window encoder (validated
+on the RLHF stage before becoming the default: docs/rlhf.md), (4) fused Adam, (5) the rollout in
+`inference_mode` under one autocast context. The full RLHF step is slower than SB3's plain loop
+because it does more: a reference forward per step and a reward-model call per finished episode.
 """
     if args.write:
         write_results(text)
