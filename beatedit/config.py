@@ -282,7 +282,7 @@ class RLHFConfig:
     kl_target: float = 4.0  # target KL to the reference per episode (nats, summed over decisions) for adaptive_kl
     kl_horizon: int = 10000  # env steps over which the adaptive controller moves kl_coef
     # --- PPO (CleanRL names) -------------------------------------------------------------------------------
-    total_steps: int = 393216  # env steps (decisions) over the whole run; updates = total_steps // (n_envs * rollout_steps)
+    total_steps: int = 786432  # env steps (decisions) over the whole run; updates = total_steps // (n_envs * rollout_steps)
     n_envs: int = 16  # parallel episodes in the vectorised env (songs drawn round-robin/random from the train split)
     rollout_steps: int = 128  # steps per env per rollout
     gamma: float = 1.0  # discount; 1.0 = undiscounted episodic return (the reward is mostly terminal)
@@ -304,8 +304,8 @@ class RLHFConfig:
     # --- monitor, checkpoints --------------------------------------------------------------------------------
     eval_interval: int = 5  # updates between over-optimisation evaluations on validation songs (proxy, gold, KL)
     checkpoint_every: int = 10  # updates between resumable checkpoints
-    n_eval_songs: int = 8  # validation songs in each evaluation (greedy edits)
-    eval_targets: tuple[float, ...] = (0.55, 0.7)  # target ratios of the evaluation edits
+    n_eval_songs: int = 16  # validation songs in each evaluation (greedy edits; the first N of the split; 0 = no monitor)
+    eval_targets: tuple[float, ...] = ()  # target ratios of the monitor's edits; empty = the evaluate stage's protocol (evaluate.targets_per_song per song, spread over the env's target range)
     seed: int = 0  # seed of the RLHF stage (policy init, env resets, sampling)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     bc: BCConfig = field(default_factory=BCConfig)

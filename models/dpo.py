@@ -42,7 +42,7 @@ from beatedit.song import SongAnalysis
 
 from models.policy import ActorCritic, attach_reference, save_policy
 from models.policy_edit import decisions_from_beat_actions, replay_trajectories
-from models.ppo import baseline_golds, evaluate_policy
+from models.ppo import baseline_golds, evaluate_policy, monitor_targets
 
 LogFn = Callable[[dict, int], None]
 CheckpointFn = Callable[[Path, int], None]
@@ -194,7 +194,8 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
     attach_reference(policy, reference, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=dc.lr, weight_decay=0.0)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    baselines = baseline_golds(eval_songs, rl.eval_targets, cfg, seed=rl.seed) if eval_songs else {}
+    eval_targets = monitor_targets(eval_songs, cfg)
+    baselines = baseline_golds(eval_songs, eval_targets, cfg, seed=rl.seed) if eval_songs else {}
     history: list[dict] = []
     best = {"gold": -np.inf, "epoch": -1, "path": None}
     best_state = None
@@ -204,7 +205,7 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
         nonlocal best, best_state
         if not eval_songs:
             return {}
-        ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, rl.eval_targets, cfg, device,
+        ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, eval_targets, cfg, device,
                              baselines, rl.reward_batch_size)
         pm = pair_metrics(policy, reference, replay, val, dc.beta, device, dc.batch_size)
         row = {"epoch": epoch, "step": step, **{k: v for k, v in ev.items() if k != "gold_per_job"},

@@ -44,7 +44,7 @@ import dataclasses
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,14 +182,35 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- over-optimisation monitor
+Targets = Sequence[float] | Mapping[str, Sequence[float]]  # the same targets for every song, or per song id
+
+
+def monitor_jobs(songs: Sequence[SongAnalysis], targets: Targets) -> list[tuple[SongAnalysis, float]]:
+    """(song, target) pairs in song order."""
+    if isinstance(targets, Mapping):
+        return [(s, float(t)) for s in songs for t in targets[s.song_id]]
+    return [(s, float(t)) for s in songs for t in targets]
+
+
+def monitor_targets(songs: Sequence[SongAnalysis], cfg: Config) -> Targets:
+    """The monitor's edit targets: ``rlhf.eval_targets`` if set, else the held-out evaluation's protocol
+    (``evaluate.targets_per_song`` per song, spread over the env's target range), so that the checkpoint
+    chosen on validation is chosen on the same kind of jobs the test songs are scored on."""
+    if cfg.rlhf.eval_targets:
+        return tuple(cfg.rlhf.eval_targets)
+    from models.heldout import song_targets
+
+    return song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)
+
+
 def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_model, normalizer,
-                    songs: Sequence[SongAnalysis], targets: Sequence[float], cfg: Config,
+                    songs: Sequence[SongAnalysis], targets: Targets, cfg: Config,
                     device: str | torch.device = "cpu", baselines: dict[str, list[float]] | None = None,
                     reward_batch_size: int = 64) -> dict:
     """Greedy edits of every (song, target): proxy (normalised learned reward), gold (listener total),
     dense total, KL to the reference (summed exact KL along the path), and -- when ``baselines``
     (gold scores of other editors on the same jobs, in the same order) are given -- win rates."""
-    jobs = [(s, float(t)) for s in songs for t in targets]
+    jobs = monitor_jobs(songs, targets)
     if not jobs:
         return {}
     res = edit_songs(policy, [s for s, _ in jobs], [t for _, t in jobs], cfg.env, greedy=True, reference=reference,
@@ -209,15 +230,14 @@ def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_m
     return out
 
 
-def baseline_golds(songs: Sequence[SongAnalysis], targets: Sequence[float], cfg: Config, seed: int = 0) -> dict[str, list[float]]:
+def baseline_golds(songs: Sequence[SongAnalysis], targets: Targets, cfg: Config, seed: int = 0) -> dict[str, list[float]]:
     """Listener totals of the heuristic and random editors on the (song, target) jobs of ``evaluate_policy``."""
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {"heuristic": [], "random": []}
-    for s in songs:
-        for t in targets:
-            for name in out:
-                e = edit_with(name, s, float(t), rng=rng, cfg=cfg.env, crossfade_ms=cfg.render.crossfade_ms)
-                out[name].append(score_edit(s, e, float(t), cfg=cfg.listener)["total"])
+    for s, t in monitor_jobs(songs, targets):
+        for name in out:
+            e = edit_with(name, s, t, rng=rng, cfg=cfg.env, crossfade_ms=cfg.render.crossfade_ms)
+            out[name].append(score_edit(s, e, t, cfg=cfg.listener)["total"])
     return out
 
 
@@ -319,11 +339,12 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         next_mask = torch.as_tensor(m, device=device)
         next_done = torch.zeros(E, device=device)
 
-    baselines = baseline_golds(eval_songs, rl.eval_targets, cfg, seed=rl.seed) if eval_songs else {}
+    eval_targets = monitor_targets(eval_songs, cfg)
+    baselines = baseline_golds(eval_songs, eval_targets, cfg, seed=rl.seed) if eval_songs else {}
 
     def monitor(update: int) -> dict:
         nonlocal best, best_state
-        ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, rl.eval_targets, cfg, device,
+        ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, eval_targets, cfg, device,
                              baselines, rl.reward_batch_size)
         if not ev:
             return {}

@@ -186,3 +186,23 @@ def test_a_tiny_run_on_one_song_raises_its_reward():
     res = train_ppo(pol, copy.deepcopy(pol), None, None, [song], [], cfg, progress=False)
     r = [h["charts/episode_reward"] for h in res["train_history"]]
     assert np.mean(r[-3:]) > np.mean(r[:3]) + 0.05, r  # measured: ~0.79 -> ~0.98
+
+
+def test_monitor_targets_follow_the_evaluation_protocol_unless_fixed():
+    from models.heldout import song_targets
+    from models.ppo import monitor_jobs, monitor_targets
+
+    songs = [rl_song(i, n_bars=12, song_id=f"m{i}") for i in range(3)]
+    cfg = Config()
+    assert cfg.rlhf.eval_targets == ()
+    per_song = monitor_targets(songs, cfg)
+    assert per_song == song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)
+    jobs = monitor_jobs(songs, per_song)
+    assert len(jobs) == 3 * cfg.evaluate.targets_per_song
+    lo, hi = cfg.env.target_min, cfg.env.target_max
+    for s in songs:  # spread over the whole target range, one target per equal slice, like the test songs get
+        ts = sorted(t for song, t in jobs if song is s)
+        assert lo <= ts[0] < lo + (hi - lo) / len(ts) and hi - (hi - lo) / len(ts) <= ts[-1] <= hi
+    fixed = tiny_cfg()  # eval_targets=(0.6,)
+    assert monitor_targets(songs, fixed) == (0.6,)
+    assert monitor_jobs(songs, (0.6,)) == [(s, 0.6) for s in songs]
