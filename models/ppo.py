@@ -388,7 +388,7 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         ep_kls, ep_lens = [], []
         dense_env = torch.zeros((T, E))
         # one autocast context for the whole rollout: the behaviour policy runs at the update's precision,
-        # and autocast casts the (unchanging) policy weights to bf16 once per rollout instead of every step
+        # and autocast's cast cache keeps the bf16 copies of the (unchanging) leaf weights for the whole rollout
         with autocast:
             for step in range(T):
                 global_step += E
