@@ -58,8 +58,9 @@ from beatedit.env import VecBeatEditEnv
 from beatedit.listener import score_edit
 from beatedit.song import SongAnalysis
 
-from models.policy import ActorCritic, POLICY_KIND, attach_reference, masked_kl, save_policy
+from models.policy import ActorCritic, POLICY_KIND, attach_reference, save_policy
 from models.checkpoint import CheckpointError, load_checkpoint
+from models.heldout import song_targets
 from models.policy_edit import edit_songs, finished_mask
 
 LogFn = Callable[[dict, int], None]
@@ -198,8 +199,6 @@ def monitor_targets(songs: Sequence[SongAnalysis], cfg: Config) -> Targets:
     chosen on validation is chosen on the same kind of jobs the test songs are scored on."""
     if cfg.rlhf.eval_targets:
         return tuple(cfg.rlhf.eval_targets)
-    from models.heldout import song_targets
-
     return song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from beatedit.config import Config, EnvConfig, PolicyConfig
+from beatedit.config import Config, PolicyConfig
 from models.checkpoint import CheckpointError
 from models.policy import policy_for_env
 from models.ppo import (adaptive_kl_coef, clipped_policy_loss, compute_gae, explained_variance, kl_penalty,
