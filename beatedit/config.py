@@ -139,7 +139,7 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class DenseRewardConfig:
-    # total = w_tempo*tempo + w_energy*energy + w_phrase*phrase + w_transition*transition (see beatedit/rewards.py)
+    # total = w_tempo*tempo + w_energy*energy + w_phrase*phrase + w_transition*transition (see beatedit/judging/dense.py)
     w_tempo: float = 0.25  # weight of tempo consistency across splices
     w_energy: float = 0.25  # weight of energy flow (loudness across splices, no dead stretches)
     w_phrase: float = 0.25  # weight of phrase completeness (whole phrases kept, cuts on phrase/bar boundaries)
@@ -178,7 +178,7 @@ class DenseRewardConfig:
 class ListenerConfig:
     noise: float = 0.1  # Bradley-Terry temperature: P(A) = sigmoid((s_A - s_B) / noise)
     seed: int = 7
-    # total = weighted mean of the components (weights normalised by their sum; see beatedit/listener.py)
+    # total = weighted mean of the components (weights normalised by their sum; see beatedit/judging/listener.py)
     w_duration: float = 0.25  # weight of duration fit to the target ratio
     w_alignment: float = 0.2  # weight of bar/phrase alignment of every cut
     w_seams: float = 0.2  # weight of seam quality measured on the rendered audio
@@ -327,7 +327,7 @@ class RLHFConfig:
         return None
 
 
-#: candidate edit kinds the preferences stage generates (beatedit.preferences)
+#: candidate edit kinds the preferences stage generates (beatedit.preferences.pairs)
 CANDIDATE_KINDS = ("random", "heuristic", "shifted_cut", "off_bar_splice", "over_loop", "wrong_length", "tail_fade", "policy")
 
 
@@ -339,8 +339,8 @@ class PreferencesConfig:
     ood_pairs_per_song: int = 4  # extra pairs per song involving at least one OOD-kind edit (evaluation only)
     targets_per_song: int = 2  # edit targets (output/source duration) per song, sampled in [env.target_min, env.target_max]
     # relative share of each candidate kind among a song's candidates (0 = never generated)
-    weight_random: float = 1.0  # beatedit.editors.random_decisions (valid random actions)
-    weight_heuristic: float = 1.0  # beatedit.editors.heuristic_decisions, plus variations of it at other targets
+    weight_random: float = 1.0  # beatedit.editing.editors.random_decisions (valid random actions)
+    weight_heuristic: float = 1.0  # beatedit.editing.editors.heuristic_decisions, plus variations of it at other targets
     weight_shifted_cut: float = 1.5  # a good edit with one cut moved 1-2 beats off the bar line
     weight_off_bar_splice: float = 1.5  # a good edit with an extra splice placed mid-bar
     weight_over_loop: float = 1.0  # a good edit with several loops / repeats added

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from beatedit.song import SongAnalysis  # noqa: E402
+from beatedit.audio.song import SongAnalysis  # noqa: E402
 
 
 def beat_grid_figure(y: np.ndarray, sr: int, song: SongAnalysis, seconds: float | None = 30.0) -> plt.Figure:

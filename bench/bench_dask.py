@@ -59,7 +59,7 @@ def corpus(n_songs: int) -> int:
     if n_songs == default.n_songs and repo_manifest.exists() and len(json.loads(repo_manifest.read_text())) == n_songs:
         shutil.copytree(REPO / "data" / "corpus", WORK / "data" / "corpus")
         return n_songs
-    from beatedit.corpus import generate_corpus
+    from beatedit.corpus.generator import generate_corpus
 
     cfg = CorpusConfig(n_songs=n_songs)
     print(f"generating the corpus ({n_songs} songs, {cfg.min_seconds:.0f}-{cfg.max_seconds:.0f} s) ...", flush=True)

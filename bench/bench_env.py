@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from beatedit.config import EnvConfig, RenderConfig  # noqa: E402
-from beatedit.editing import beat_sample_bounds  # noqa: E402
-from beatedit.editors import edit_with  # noqa: E402
-from beatedit.env import BeatEditEnv, VecBeatEditEnv  # noqa: E402
-from beatedit.render import render  # noqa: E402
-from beatedit.schema import N_FEATURES, col  # noqa: E402
-from beatedit.song import SongAnalysis  # noqa: E402
+from beatedit.editing.program import beat_sample_bounds  # noqa: E402
+from beatedit.editing.editors import edit_with  # noqa: E402
+from beatedit.editing.env import BeatEditEnv, VecBeatEditEnv  # noqa: E402
+from beatedit.editing.render import render  # noqa: E402
+from beatedit.audio.schema import N_FEATURES, col  # noqa: E402
+from beatedit.audio.song import SongAnalysis  # noqa: E402
 
 
 def synth_song(i: int, seconds: float, bpm: float, rng: np.random.Generator, source_path: str = "",

@@ -5,7 +5,7 @@
 
 What is measured (each case in a fresh subprocess pinned to one CPU, BLAS/OpenMP/numba threads = 1):
 
-* ``beatedit``: ``beatedit.features.analyse_song`` with an empty stem cache -- decode + resample,
+* ``beatedit``: ``beatedit.audio.features.analyse_song`` with an empty stem cache -- decode + resample,
   HPSS stems (written to the cache), frame analysis, beat/downbeat/phrase/section tracking and the
   125 features. ``x real time`` = seconds of audio / wall seconds. A second pass (stems cached)
   is timed too.
@@ -60,10 +60,10 @@ def _warm_up() -> None:
     """Compile numba kernels and build filterbanks on a few seconds of noise (not timed)."""
     import numpy as np
 
-    from beatedit.audio import write_wav
+    from beatedit.audio.io import write_wav
     from beatedit.config import Config
-    from beatedit.features import analyse_song
-    from beatedit.stems import StemCache
+    from beatedit.audio.features import analyse_song
+    from beatedit.audio.stems import StemCache
 
     with tempfile.TemporaryDirectory() as d:
         rng = np.random.default_rng(0)
@@ -109,8 +109,8 @@ def worker(args: argparse.Namespace) -> None:
     import numpy as np
 
     from beatedit.config import Config
-    from beatedit.features import analyse_song
-    from beatedit.stems import StemCache
+    from beatedit.audio.features import analyse_song
+    from beatedit.audio.stems import StemCache
 
     paths = args.files
     if args.peer:
@@ -154,7 +154,7 @@ def run_case(files: list[str], peer: bool = False) -> dict:
 # ----------------------------------------------------------------------------- data
 def make_corpus(n_songs: int) -> list[str]:
     from beatedit.config import CorpusConfig
-    from beatedit.corpus import generate_corpus
+    from beatedit.corpus.generator import generate_corpus
 
     root = OUT / "corpus"
     cfg = CorpusConfig(n_songs=n_songs)

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from beatedit.config import Config  # noqa: E402
-from beatedit.env import BeatEditEnv  # noqa: E402
+from beatedit.editing.env import BeatEditEnv  # noqa: E402
 from models.policy import ActorCritic, policy_for_env  # noqa: E402
 from models.ppo import train_ppo  # noqa: E402
 from tests.rlhfkit import rl_song  # noqa: E402

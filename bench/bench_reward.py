@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from beatedit.schema import N_FEATURES, col  # noqa: E402
+from beatedit.audio.schema import N_FEATURES, col  # noqa: E402
 from models.reward_model import N_EDIT, RewardModel  # noqa: E402
 
 D, LAYERS, HEADS, FF = 256, 3, 4, 1024

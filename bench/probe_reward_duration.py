@@ -24,9 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from beatedit.config import load_config  # noqa: E402
-from beatedit.editing import build_edit  # noqa: E402
-from beatedit.editors import fade_decisions, heuristic_decisions  # noqa: E402
-from beatedit.listener import score_edit  # noqa: E402
+from beatedit.editing.program import build_edit  # noqa: E402
+from beatedit.editing.editors import fade_decisions, heuristic_decisions  # noqa: E402
+from beatedit.judging.listener import score_edit  # noqa: E402
 from models.reward_model import load_reward_model, score_batch  # noqa: E402
 from tasks.rlhf import songs_by_split  # noqa: E402
 

@@ -3,12 +3,12 @@
     python -m bench.rlhf_short_run --work /tmp/rlhf_run --songs 16 --minutes 4 [--algorithm ppo|dpo|both]
 
 Stages, each cached in ``--work`` (re-running reuses what exists):
-corpus (``beatedit.corpus``) -> features (``beatedit.features.analyse_song``) -> preference pairs
-(``beatedit.preferences.song_pairs``, listener with audio) -> reward model
+corpus (``beatedit.corpus.generator``) -> features (``beatedit.audio.features.analyse_song``) -> preference pairs
+(``beatedit.preferences.pairs.song_pairs``, listener with audio) -> reward model
 (``models.train_reward``) -> BC reference (``models.bc``) -> PPO (``models.ppo``) and/or DPO
 (``models.dpo``) -> evaluation on held-out test songs with the simulated listener (gold, with
 the source audio): win rates of the trained policy vs the heuristic and random editors, and vs
-the BC reference, with bootstrap CIs (``beatedit.evaluation.win_rate``).
+the BC reference, with bootstrap CIs (``beatedit.judging.statistics.win_rate``).
 
 Songs are split by index: the last ``--test`` songs are test, the ``--val`` before them validation.
 Prints a JSON summary and writes it to ``<work>/summary.json``.
@@ -27,19 +27,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from beatedit.audio import load_mono
+from beatedit.audio.io import load_mono
 from beatedit.config import Config, CorpusConfig
-from beatedit.editors import edit_with
-from beatedit.evaluation import win_rate
-from beatedit.listener import score_edit
-from beatedit.song import SongAnalysis
+from beatedit.editing.editors import edit_with
+from beatedit.judging.statistics import win_rate
+from beatedit.judging.listener import score_edit
+from beatedit.audio.song import SongAnalysis
 
 
 def prepare(work: Path, n_songs: int, n_val: int, n_test: int, cfg: Config) -> tuple[list[SongAnalysis], dict, pd.DataFrame]:
-    from beatedit.corpus import generate_corpus
-    from beatedit.features import analyse_song
-    from beatedit.preferences import merge_pairs, song_pairs
-    from beatedit.stems import StemCache
+    from beatedit.corpus.generator import generate_corpus
+    from beatedit.audio.features import analyse_song
+    from beatedit.preferences.pairs import merge_pairs, song_pairs
+    from beatedit.audio.stems import StemCache
 
     corpus_dir = work / "corpus"
     if not (corpus_dir / "manifest.json").exists():

@@ -2,7 +2,7 @@
 
 The reference is both PPO's starting point and its KL anchor (and DPO's). It is
 trained on (observation, mask, action) triples from replaying, through the env, the
-rule-based heuristic editor's decisions (``beatedit.editors.heuristic_decisions``) on
+rule-based heuristic editor's decisions (``beatedit.editing.editors.heuristic_decisions``) on
 every training song at ``samples_per_song`` targets stratified over the env's target
 range, plus human edits when given (decision lists, or per-beat actions from which the
 decisions are recovered exactly).
@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from beatedit.config import Config, EnvConfig
-from beatedit.editors import heuristic_decisions
-from beatedit.song import SongAnalysis
+from beatedit.editing.editors import heuristic_decisions
+from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic
 from models.policy_edit import decisions_from_beat_actions, replay_trajectories

@@ -5,8 +5,8 @@ A checkpoint is a single ``torch.save`` file holding a dict:
     kind            "reward" | "policy" | "value" (free-form, checked on load)
     state_dict      the module's tensors (moved to CPU before saving)
     config          the module's constructor kwargs (plain JSON-able dict)
-    schema_version  beatedit.schema.SCHEMA_VERSION at save time
-    action_vocab    beatedit.actions.ACTION_VOCAB_VERSION at save time
+    schema_version  beatedit.audio.schema.SCHEMA_VERSION at save time
+    action_vocab    beatedit.editing.actions.ACTION_VOCAB_VERSION at save time
     provenance      git commit, dvc.lock hash, created-at, anything else
     extra           free-form (e.g. reward normalisation stats, optimizer state, step)
 
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from beatedit.actions import ACTION_VOCAB_VERSION
-from beatedit.schema import SchemaMismatchError, check_schema
+from beatedit.editing.actions import ACTION_VOCAB_VERSION
+from beatedit.audio.schema import SchemaMismatchError, check_schema
 
 FORMAT_VERSION = "beatedit-ckpt-v1"
 
@@ -93,6 +93,6 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None) -> dict:
 
 
 def _schema_version() -> str:
-    from beatedit.schema import SCHEMA_VERSION
+    from beatedit.audio.schema import SCHEMA_VERSION
 
     return SCHEMA_VERSION

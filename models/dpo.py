@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from beatedit.config import Config, EnvConfig
-from beatedit.env import VecBeatEditEnv
-from beatedit.song import SongAnalysis
+from beatedit.editing.env import VecBeatEditEnv
+from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic, attach_reference, save_policy
 from models.policy_edit import decisions_from_beat_actions, replay_trajectories

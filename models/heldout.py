@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from beatedit.audio import load_mono
+from beatedit.audio.io import load_mono
 from beatedit.config import Config
-from beatedit.editors import edit_with
-from beatedit.evaluation import evaluate_editors, summarise
-from beatedit.listener import score_edit
-from beatedit.rewards import dense_reward
-from beatedit.song import SongAnalysis
+from beatedit.editing.editors import edit_with
+from beatedit.judging.statistics import evaluate_editors, summarise
+from beatedit.judging.listener import score_edit
+from beatedit.judging.dense import dense_reward
+from beatedit.audio.song import SongAnalysis
 from models.policy import ActorCritic
 from models.policy_edit import edit_song
 

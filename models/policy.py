@@ -1,6 +1,6 @@
 """The editing policy: an actor-critic over ``BeatEditEnv``'s flat observation.
 
-Observation layout (``beatedit.env.obs_layout``; the policy only needs the window sizes):
+Observation layout (``beatedit.editing.env.obs_layout``; the policy only needs the window sizes):
 
     [ window  W rows x (125 features + validity flag)  |  extra: 10 progress + 10 x R recent actions ]
       W = window_before + window_after; row ``window_before`` is the cursor beat; the env
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from beatedit.actions import N_ACTIONS
-from beatedit.schema import N_FEATURES
+from beatedit.editing.actions import N_ACTIONS
+from beatedit.audio.schema import N_FEATURES
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 MASKED_LOGIT = -1e9
@@ -209,7 +209,7 @@ def load_policy(path: str | Path) -> tuple[ActorCritic, dict]:
 
 def policy_for_env(env_cfg: Any, policy_cfg: Any) -> ActorCritic:
     """Build an ``ActorCritic`` for ``EnvConfig``'s observation and ``RLHFConfig.policy``'s sizes."""
-    from beatedit.env import obs_dim
+    from beatedit.editing.env import obs_dim
 
     return ActorCritic(obs_dim(env_cfg), window_before=env_cfg.window_before, window_after=env_cfg.window_after,
                       encoder=policy_cfg.encoder, d_model=policy_cfg.d_model, n_layers=policy_cfg.n_layers,

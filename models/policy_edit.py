@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from beatedit.actions import N_ACTIONS
+from beatedit.editing.actions import N_ACTIONS
 from beatedit.config import EnvConfig, RenderConfig
-from beatedit.editing import EditResult
-from beatedit.env import VecBeatEditEnv
-from beatedit.song import SongAnalysis
+from beatedit.editing.program import EditResult
+from beatedit.editing.env import VecBeatEditEnv
+from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic, masked_kl
 
@@ -125,13 +125,13 @@ def decisions_from_beat_actions(song: SongAnalysis, beat_actions: Sequence[int],
                                 ) -> list[int]:
     """Recover an edit's decision sequence from its per-source-beat actions.
 
-    ``beat_actions[i]`` is the action that governed source beat ``i`` (``beatedit.actions``),
+    ``beat_actions[i]`` is the action that governed source beat ``i`` (``beatedit.editing.actions``),
     and the action chosen with the cursor on beat ``c`` governs beat ``c`` itself (END
     governs the beats after the edit's end). So, replaying with the edit program: the
     decision at cursor ``c`` is ``beat_actions[c]``; it moves the cursor, and so on until
     the episode ends. The replay must reproduce ``beat_actions`` exactly, else ``ValueError``.
     """
-    from beatedit.editing import EditState, _apply_inplace, song_grid
+    from beatedit.editing.program import EditState, _apply_inplace, song_grid
 
     env_cfg = env_cfg or EnvConfig()
     ba = np.asarray(beat_actions, dtype=np.int64)

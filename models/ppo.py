@@ -53,10 +53,10 @@ import torch
 from tqdm.auto import tqdm
 
 from beatedit.config import Config
-from beatedit.editors import edit_with
-from beatedit.env import VecBeatEditEnv
-from beatedit.listener import score_edit
-from beatedit.song import SongAnalysis
+from beatedit.editing.editors import edit_with
+from beatedit.editing.env import VecBeatEditEnv
+from beatedit.judging.listener import score_edit
+from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic, POLICY_KIND, attach_reference, save_policy
 from models.checkpoint import CheckpointError, load_checkpoint

@@ -2,12 +2,12 @@
 
 Input, per source beat ``t`` of one song (``T`` beats):
 
-* ``features[t]``   -- the song's 125 beat features (``beatedit.schema``), raw. The model
+* ``features[t]``   -- the song's 125 beat features (``beatedit.audio.schema``), raw. The model
   standardises them itself with per-column ``feat_mean`` / ``feat_std`` *buffers*
   (fitted on the training songs by ``fit_feature_stats``; saved in the checkpoint), so
   callers never pre-scale anything.
 * ``actions[t]``    -- ``EditResult.beat_actions[t]``: the action (0..9) that governed beat
-  ``t`` (``beatedit.actions``). Embedded with a learned 10 x d_model table.
+  ``t`` (``beatedit.editing.actions``). Embedded with a learned 10 x d_model table.
 * edit-aware inputs (``N_EDIT`` columns, computed here from the two above, never from
   the listener) -- they make duration and seams explicit instead of making the network
   integrate them over 500 beats:
@@ -67,8 +67,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from beatedit.actions import N_ACTIONS, Action
-from beatedit.schema import N_FEATURES, col
+from beatedit.editing.actions import N_ACTIONS, Action
+from beatedit.audio.schema import N_FEATURES, col
 
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -76,7 +76,7 @@ KIND = "reward"
 N_EDIT = 9
 #: Edit-level scalars fed to the duration path (indices into the edit-input columns).
 GLOBAL_EDIT_COLS = (2, 3, 4, 8, 5)
-#: How many times a source beat is heard in the output under each action (see beatedit/actions.py).
+#: How many times a source beat is heard in the output under each action (see beatedit/editing/actions.py).
 COPIES_PER_ACTION: tuple[float, ...] = tuple(
     {Action.KEEP: 1, Action.CUT: 0, Action.CUT_TO_NEXT_BAR: 0, Action.CUT_TO_NEXT_PHRASE: 0, Action.LOOP_BEAT: 2,
      Action.LOOP_BAR: 2, Action.REPEAT_PHRASE: 2, Action.FADE_IN: 1, Action.FADE_OUT: 1, Action.END: 0}[a]

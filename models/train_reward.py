@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from beatedit.config import Config, RewardConfig
-from beatedit.song import SongAnalysis
+from beatedit.audio.song import SongAnalysis
 from models.reward_model import (BEAT_DURATION_COL, COPIES_PER_ACTION, RewardModel, RewardNormalizer, collate,
                                  score_batch)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from beatedit import layout
-from beatedit.audio import AUDIO_EXTENSIONS
+from beatedit.audio.io import AUDIO_EXTENSIONS
 from beatedit.config import Config, ConfigError
-from beatedit.corpus import generate_corpus
+from beatedit.corpus.generator import generate_corpus
 from tasks import tracking
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from beatedit import layout
-from beatedit.actions import ACTION_NAMES
+from beatedit.editing.actions import ACTION_NAMES
 from beatedit.config import Config
-from beatedit.evaluation import head_to_head, promotion_decision
+from beatedit.judging.statistics import head_to_head, promotion_decision
 from tasks import registry, tracking
 from tasks.resilience import IO_RETRY
 from tasks.rlhf import songs_by_split
@@ -66,11 +66,11 @@ def compare_task(cfg: Config, cand: dict, champion: object | None) -> tuple[pd.D
 @task(name="render-examples")
 def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
     """Original, heuristic and candidate renders (+ a picture each) for a few songs, logged to MLflow."""
-    from beatedit.audio import load_audio, load_mono
-    from beatedit.edl import EDL
+    from beatedit.audio.io import load_audio, load_mono
+    from beatedit.editing.edl import EDL
     from beatedit.plots import edit_figure
-    from beatedit.render import write_edit
-    from beatedit.song import SongAnalysis
+    from beatedit.editing.render import write_edit
+    from beatedit.audio.song import SongAnalysis
 
     out_dir = layout.EVAL_DIR / "renders"
     done = []
@@ -79,7 +79,7 @@ def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
         source, sr = load_audio(song.source_path)
         folder = out_dir / song_id
         folder.mkdir(parents=True, exist_ok=True)
-        from beatedit.audio import write_wav
+        from beatedit.audio.io import write_wav
 
         write_wav(folder / "original.wav", source, sr)
         y = load_mono(song.source_path, cfg.audio.analysis_sr)

@@ -11,11 +11,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from beatedit import layout
-from beatedit.audio import AudioError, load_mono
+from beatedit.audio.io import AudioError, load_mono
 from beatedit.config import Config
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
-from beatedit.song import SongAnalysis
-from beatedit.stems import StemCache
+from beatedit.audio.song import SongAnalysis
+from beatedit.audio.stems import StemCache
 from tasks import tracking
 from tasks.resilience import IO_RETRY
 
@@ -46,7 +46,7 @@ def separate_song_task(path: Path, cfg: Config) -> dict:
         out = {"song_id": path.stem, "path": str(path), "cache_hit": hit, "seconds": time.perf_counter() - start}
         truth = truth_path(path.stem)
         if truth is not None:
-            from beatedit.truth import corpus_stem_sdr
+            from beatedit.audio.truth import corpus_stem_sdr
 
             out["sdr"] = corpus_stem_sdr(stems, layout.CORPUS_STEMS / path.stem, cfg.audio.analysis_sr)
         out["audio_seconds"] = len(next(iter(stems.values()))) / cfg.audio.analysis_sr
@@ -59,7 +59,7 @@ def separate_song_task(path: Path, cfg: Config) -> dict:
 @task(name="analyse-song")
 def analyse_song_task(path: Path, cfg: Config) -> dict:
     """Beats, downbeats, phrases, sections and the 125-dim features of one song -> data/features/<id>.npz."""
-    from beatedit.features import analyse_song
+    from beatedit.audio.features import analyse_song
 
     start = time.perf_counter()
     try:
@@ -71,7 +71,7 @@ def analyse_song_task(path: Path, cfg: Config) -> dict:
                "stems_backend": song.stems_backend, "seconds": time.perf_counter() - start}
         truth = truth_path(song.song_id)
         if truth is not None:
-            from beatedit.truth import song_beat_metrics
+            from beatedit.audio.truth import song_beat_metrics
 
             row.update(song_beat_metrics(song, json.loads(truth.read_text())))
         return row
@@ -127,7 +127,7 @@ def features_report_task(results: list[dict], cfg: Config) -> dict:
     tracking.log_file(layout.FEATURES_INDEX)
     if ok:
         feats = np.concatenate([SongAnalysis.load(out_dir / f"{sid}.npz").features for sid in index["song_id"]])
-        from beatedit.schema import COLUMN_NAMES
+        from beatedit.audio.schema import COLUMN_NAMES
 
         stats = {name: {"mean": float(m), "std": float(s), "min": float(lo), "max": float(hi)}
                  for name, m, s, lo, hi in zip(COLUMN_NAMES, feats.mean(0), feats.std(0), feats.min(0), feats.max(0))}

@@ -69,13 +69,13 @@ class PolicyPyfunc(mlflow.pyfunc.PythonModel):
         self.cfg = load_config(context.artifacts["params"])
 
     def _song(self, row: dict) -> Any:
-        from beatedit.song import SongAnalysis
+        from beatedit.audio.song import SongAnalysis
 
         if row.get("analysis_path"):
             return SongAnalysis.load(row["analysis_path"])
         if row.get("audio_path"):
-            from beatedit.features import analyse_song
-            from beatedit.stems import StemCache
+            from beatedit.audio.features import analyse_song
+            from beatedit.audio.stems import StemCache
 
             cache = Path(os.environ.get(STEM_CACHE_ENV) or Path(tempfile.gettempdir()) / "beatedit-stem-cache")
             return analyse_song(Path(row["audio_path"]), self.cfg, StemCache(cache))

@@ -9,10 +9,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from beatedit import layout
-from beatedit.audio import load_mono
+from beatedit.audio.io import load_mono
 from beatedit.config import Config
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
-from beatedit.song import SongAnalysis
+from beatedit.audio.song import SongAnalysis
 from tasks import tracking
 from tasks.resilience import IO_RETRY, SONG_PAIRS_CACHE
 
@@ -25,7 +25,7 @@ def feature_files() -> list[Path]:
 @task(name="song-pairs", **SONG_PAIRS_CACHE)
 def song_pairs_task(path: Path, cfg: Config) -> dict:
     """Candidate edits of one song and their labelled pairs (the listener renders each edit to judge seams)."""
-    from beatedit.preferences import song_pairs
+    from beatedit.preferences.pairs import song_pairs
 
     start = time.perf_counter()
     try:
@@ -40,7 +40,7 @@ def song_pairs_task(path: Path, cfg: Config) -> dict:
 
 @task(name="merge-pairs", **IO_RETRY)
 def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
-    from beatedit.preferences import merge_pairs, preference_metrics
+    from beatedit.preferences.pairs import merge_pairs, preference_metrics
 
     ok = [r for r in results if "quarantine" not in r]
     bad = [r["quarantine"] for r in results if "quarantine" in r]

@@ -120,7 +120,7 @@ def song_pairs_cache_key(context: Any, parameters: dict[str, Any]) -> str | None
 
     Returns None (no caching) when a file cannot be read -- the task then runs and quarantines."""
     try:
-        from beatedit.song import SongAnalysis
+        from beatedit.audio.song import SongAnalysis
 
         path = Path(parameters["path"])
         song = SongAnalysis.load(path)

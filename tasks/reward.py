@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 
 from beatedit import layout
 from beatedit.config import Config
-from beatedit.song import SongAnalysis
+from beatedit.audio.song import SongAnalysis
 from tasks import registry, tracking
 
 

@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 
 from beatedit import layout
 from beatedit.config import Config, config_to_dict, render_params_yaml
-from beatedit.song import SongAnalysis
+from beatedit.audio.song import SongAnalysis
 from tasks import registry, tracking
 from tasks.reward import load_songs
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from beatedit.schema import N_FEATURES, col
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import N_FEATURES, col
+from beatedit.audio.song import SongAnalysis
 
 
 def rl_song(seed: int = 0, n_bars: int = 24, meter: int = 4, ibi: float = 0.5, phrase_bars: int = 4,

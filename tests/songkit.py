@@ -1,6 +1,6 @@
 """Synthetic songs for reward/listener tests: real audio + a SongAnalysis whose
 loudness, timbre and harmony columns are measured from that audio (librosa), and
-helpers to hand-build edits as ``output_beats`` the way ``beatedit.editing`` does.
+helpers to hand-build edits as ``output_beats`` the way ``beatedit.editing.program`` does.
 
 Layout (default): 120 BPM, 4/4, phrases of 4 bars (16 beats), one phrase per
 section: intro, verse, chorus, break (silent), verse, chorus, outro.
@@ -14,8 +14,8 @@ from dataclasses import replace
 import librosa
 import numpy as np
 
-from beatedit.schema import N_FEATURES, col
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import N_FEATURES, col
+from beatedit.audio.song import SongAnalysis
 
 SR = 22050
 SECTIONS = (  # label, amplitude, chord root (MIDI), harmonics

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beatedit.audio import AUDIO_EXTENSIONS, AudioError, audio_info, file_sha256, load_audio, load_mono, write_wav
+from beatedit.audio.io import AUDIO_EXTENSIONS, AudioError, audio_info, file_sha256, load_audio, load_mono, write_wav
 
 
 def _tone(sr: int, seconds: float, freq: float = 440.0, channels: int = 1, amp: float = 0.5) -> np.ndarray:

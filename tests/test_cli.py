@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beatedit.cli import build_parser, main
+from app.cli import build_parser, main
 from beatedit.config import CorpusConfig
-from beatedit.corpus import generate_song
+from beatedit.corpus.generator import generate_song
 from tests.conftest import REPO
 
 
@@ -76,7 +76,7 @@ def test_edit_bad_input_clear_error_and_nothing_written(tmp_path, kind, monkeypa
     path = bad_files(tmp_path)[kind]
     out = tmp_path / "out" / "edit.wav"
     env = {**os.environ, "BEATEDIT_STEM_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "beatedit.cli", "--params", str(REPO / "params.yaml"), "edit", str(path), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "--params", str(REPO / "params.yaml"), "edit", str(path), "-o", str(out),
                            "--editor", "heuristic"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2
     assert str(path) in proc.stderr and "error:" in proc.stderr

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from beatedit.config import ConfigError, CorpusConfig, default_params_yaml, load_config
-from beatedit.corpus import STEM_NAMES, generate_corpus, generate_song, plan_song
+from beatedit.corpus.generator import STEM_NAMES, generate_corpus, generate_song, plan_song
 
 SMALL = CorpusConfig(n_songs=3, min_seconds=20.0, max_seconds=30.0, sample_rate=22050, seed=7)
 

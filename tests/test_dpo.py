@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from beatedit.config import Config, PolicyConfig
-from beatedit.env import BeatEditEnv
-from beatedit.preferences import merge_pairs, song_pairs
+from beatedit.editing.env import BeatEditEnv
+from beatedit.preferences.pairs import merge_pairs, song_pairs
 from models.dpo import _Replayer, build_pairs, dpo_loss, pair_metrics, sequence_logprobs, train_dpo
 from models.policy import policy_for_env
 from tests.rlhfkit import rl_song
@@ -61,7 +61,7 @@ def test_build_pairs_orients_skips_ties_and_ood():
     keep = df[(~df["ood"]) & (df["choice"] != 0.5)].reset_index(drop=True)
     for k, row in keep.iterrows():
         chosen_actions = row["actions_a"] if row["choice"] == 0 else row["actions_b"]
-        from beatedit.editing import build_edit
+        from beatedit.editing.program import build_edit
         rebuilt = build_edit(songs[0], ps.chosen[k], 20.0, row["target_ratio"], cfg.env)
         assert np.array_equal(rebuilt.beat_actions, np.asarray(chosen_actions))
     with pytest.raises(ValueError, match="without features"):

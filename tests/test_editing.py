@@ -1,13 +1,13 @@
-"""The edit program (beatedit.editing) and the baseline editors: masks, transitions, EDLs."""
+"""The edit program (beatedit.editing.program) and the baseline editors: masks, transitions, EDLs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from beatedit.actions import N_ACTIONS, Action
+from beatedit.editing.actions import N_ACTIONS, Action
 from beatedit.config import EnvConfig
-from beatedit.editing import (
+from beatedit.editing.program import (
     EditState,
     action_mask,
     apply_action,
@@ -16,8 +16,8 @@ from beatedit.editing import (
     check_target_ratio,
     source_samples,
 )
-from beatedit.editors import edit_with, heuristic_decisions, random_decisions
-from beatedit.schema import col
+from beatedit.editing.editors import edit_with, heuristic_decisions, random_decisions
+from beatedit.audio.schema import col
 from tests.worldkit import make_world_song
 
 A = Action

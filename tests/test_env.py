@@ -8,12 +8,12 @@ import warnings
 import numpy as np
 import pytest
 
-from beatedit.actions import N_ACTIONS, Action
+from beatedit.editing.actions import N_ACTIONS, Action
 from beatedit.config import DenseRewardConfig, EnvConfig
-from beatedit.editing import EditState, action_mask, apply_action, beat_sample_bounds, build_edit, source_samples
-from beatedit.env import ROW, BeatEditEnv, VecBeatEditEnv, obs_dim, obs_layout, standardise
-from beatedit.rewards import dense_reward
-from beatedit.schema import N_FEATURES
+from beatedit.editing.program import EditState, action_mask, apply_action, beat_sample_bounds, build_edit, source_samples
+from beatedit.editing.env import ROW, BeatEditEnv, VecBeatEditEnv, obs_dim, obs_layout, standardise
+from beatedit.judging.dense import dense_reward
+from beatedit.audio.schema import N_FEATURES
 from tests.worldkit import make_world_song
 
 A = Action
@@ -158,10 +158,10 @@ def test_targets_are_sampled_from_the_range_and_validated(songs):
 
 
 def test_missing_dense_reward_module_is_an_import_error(songs, monkeypatch):
-    monkeypatch.setitem(sys.modules, "beatedit.rewards", None)
-    with pytest.raises(ImportError, match="beatedit.rewards"):
+    monkeypatch.setitem(sys.modules, "beatedit.judging.dense", None)
+    with pytest.raises(ImportError, match="beatedit.judging.dense"):
         BeatEditEnv(songs)
-    with pytest.raises(ImportError, match="beatedit.rewards"):
+    with pytest.raises(ImportError, match="beatedit.judging.dense"):
         VecBeatEditEnv(songs, 2)
 
 

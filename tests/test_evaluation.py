@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beatedit.evaluation import WinRate, bootstrap_ci, promotion_decision, splices, win_rate, wins
+from beatedit.judging.statistics import WinRate, bootstrap_ci, promotion_decision, splices, win_rate, wins
 
 
 def test_wins_counts_ties_as_half():
@@ -47,7 +47,7 @@ def test_promotion_rule():
 
 
 def test_cluster_bootstrap_is_wider_than_iid_for_correlated_items():
-    from beatedit.evaluation import cluster_bootstrap_ci
+    from beatedit.judging.statistics import cluster_bootstrap_ci
 
     # 6 songs x 5 targets; outcomes identical within a song (fully correlated)
     per_song = [1, 1, 1, 0, 1, 0]

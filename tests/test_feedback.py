@@ -466,7 +466,7 @@ def test_export_maps_choices_merges_idempotently(server, renders, db_url, tmp_pa
     assert (rep3.added, rep3.total) == (1, 6)
     assert sorted(pd.read_parquet(out)["rater"]) == ["alice"] * 5 + ["carol"]
     # contract: the preferences stage reads the file as human votes
-    prefs = pytest.importorskip("beatedit.preferences")
+    prefs = pytest.importorskip("beatedit.preferences.pairs")
     merged = prefs.merge_pairs([[]], out)
     assert len(merged) == 6 and set(merged["source"]) == {"human"} and set(merged["choice"]) <= {0.0, 1.0, 0.5}
     assert set(merged["split"]) <= {"train", "validation", "test"}
@@ -476,11 +476,11 @@ def test_export_maps_choices_merges_idempotently(server, renders, db_url, tmp_pa
 
 
 def test_pair_from_real_write_edit_outputs(tmp_path):
-    """Contract with beatedit.render.write_edit: its X.wav + X.edl.json make a valid pair."""
-    render = pytest.importorskip("beatedit.render")
+    """Contract with beatedit.editing.render.write_edit: its X.wav + X.edl.json make a valid pair."""
+    render = pytest.importorskip("beatedit.editing.render")
     import numpy as np
 
-    from beatedit.edl import EDL, Segment
+    from beatedit.editing.edl import EDL, Segment
 
     sr, n = 22050, 22050
     src = (0.2 * np.sin(2 * np.pi * 220 * np.arange(n) / sr)).astype(np.float32)[None, :]

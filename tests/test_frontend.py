@@ -12,14 +12,14 @@ import json
 import numpy as np
 import pytest
 
-from beatedit import schema
-from beatedit.audio import AudioError, write_wav
-from beatedit.beats import BeatGrid, grid_from_downbeats, track_beats
+from beatedit.audio import schema
+from beatedit.audio.io import AudioError, write_wav
+from beatedit.audio.beats import BeatGrid, grid_from_downbeats, track_beats
 from beatedit.config import Config, CorpusConfig, FeaturesConfig, StemsConfig
-from beatedit.features import analyse_frames, analyse_song, extract_features
-from beatedit.song import SongAnalysis
-from beatedit.stems import STEM_NAMES, StemBackendError, StemCache, separate
-from beatedit.truth import beat_f_measure, downbeat_f_measure, phrase_f_measure, song_beat_metrics, stem_sdr
+from beatedit.audio.features import analyse_frames, analyse_song, extract_features
+from beatedit.audio.song import SongAnalysis
+from beatedit.audio.stems import STEM_NAMES, StemBackendError, StemCache, separate
+from beatedit.audio.truth import beat_f_measure, downbeat_f_measure, phrase_f_measure, song_beat_metrics, stem_sdr
 
 SR = 22050
 C = schema.col
@@ -276,7 +276,7 @@ def test_demucs_without_weights_says_where_to_put_them(tmp_path):
 # ----------------------------------------------------------------------------- a generated corpus song end to end
 @pytest.fixture(scope="module")
 def corpus_song(tmp_path_factory):
-    from beatedit.corpus import generate_corpus
+    from beatedit.corpus.generator import generate_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     manifest = generate_corpus(CorpusConfig(n_songs=2, min_seconds=25.0, max_seconds=35.0, sample_rate=SR, seed=5), root, progress=False)
@@ -338,7 +338,7 @@ def test_truth_metrics_can_fail():
 
 
 def test_frame_analysis_is_independent_of_block_size(song44, monkeypatch):
-    import beatedit.features as feats
+    import beatedit.audio.features as feats
 
     y, _, _ = song44
     stems = separate(y, SR, StemsConfig())

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-import beatedit.listener as listener_mod
+import beatedit.judging.listener as listener_mod
 from beatedit.config import ListenerConfig
-from beatedit.listener import COMPONENTS, batch_score, prefer, render_mono, score_edit
+from beatedit.judging.listener import COMPONENTS, batch_score, prefer, render_mono, score_edit
 from tests.songkit import SECTIONS, SR, make_song, runs
 
 # songkit layout: 16-beat sections/phrases, bars of 4:
@@ -117,8 +117,8 @@ def test_seams_are_measured_on_the_rendered_audio(world):
 
 
 def test_render_mono_matches_the_project_renderer(world):
-    from beatedit.editors import edit_with
-    from beatedit.render import render
+    from beatedit.editing.editors import edit_with
+    from beatedit.editing.render import render
 
     song, y = world
     edit = edit_with("random", song, 0.6, rng=np.random.default_rng(4), crossfade_ms=10.0)
@@ -230,7 +230,7 @@ def _synthetic_songs(k: int):
 
 
 def test_listener_prefers_heuristic_to_random_edits_on_synthetic_songs():
-    from beatedit.editors import edit_with
+    from beatedit.editing.editors import edit_with
 
     wins = total = 0
     for (song, y), t in _synthetic_songs(8):
@@ -249,12 +249,12 @@ def test_listener_prefers_heuristic_to_random_on_generated_corpus_songs(tmp_path
     editor's edit to a random edit (10 corpus songs of the default corpus's length range, 60-90 s, through the
     real front end; 3 random edits each, a song counts when the heuristic wins the majority of its pairs).
     On the 24-song default corpus itself the measured rate was 24/24 songs, 72/72 pairs (2026-11-24)."""
-    from beatedit.audio import load_mono
+    from beatedit.audio.io import load_mono
     from beatedit.config import Config, CorpusConfig
-    from beatedit.corpus import generate_song, write_song
-    from beatedit.editors import edit_with
-    from beatedit.features import analyse_song
-    from beatedit.stems import StemCache
+    from beatedit.corpus.generator import generate_song, write_song
+    from beatedit.editing.editors import edit_with
+    from beatedit.audio.features import analyse_song
+    from beatedit.audio.stems import StemCache
 
     cfg = Config()
     corpus = CorpusConfig(n_songs=10, min_seconds=60.0, max_seconds=90.0, seed=1234)

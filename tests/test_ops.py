@@ -486,7 +486,7 @@ def test_features_flow_runs_on_a_local_dask_cluster(prefect_harness, mlflow_stor
     from distributed import LocalCluster
     from prefect.settings import PREFECT_API_URL
 
-    from beatedit.corpus import generate_corpus
+    from beatedit.corpus.generator import generate_corpus
     from flows.features import features
     from flows.stems import stems
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from beatedit.actions import N_ACTIONS, Action
+from beatedit.editing.actions import N_ACTIONS, Action
 from beatedit.config import Config, EnvConfig, PolicyConfig
-from beatedit.editing import build_edit
-from beatedit.editors import heuristic_decisions, random_decisions
-from beatedit.env import VecBeatEditEnv, obs_dim
-from beatedit.schema import SchemaMismatchError
+from beatedit.editing.program import build_edit
+from beatedit.editing.editors import heuristic_decisions, random_decisions
+from beatedit.editing.env import VecBeatEditEnv, obs_dim
+from beatedit.audio.schema import SchemaMismatchError
 from models.checkpoint import CheckpointError
 from models.policy import ActorCritic, load_policy, masked_kl, policy_for_env, save_policy
 from models.policy_edit import decisions_from_beat_actions, edit_song, edit_songs, replay_trajectories, sample_actions

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from beatedit import listener
-from beatedit.actions import Action
+from beatedit.judging import listener
+from beatedit.editing.actions import Action
 from beatedit.config import Config, PreferencesConfig
-from beatedit.editing import build_edit
-from beatedit.editors import heuristic_decisions, random_decisions
-from beatedit.preferences import (COLUMNS, PreferenceDataError, encode_plan, generate_candidates, merge_pairs, off_bar_splice,
+from beatedit.editing.program import build_edit
+from beatedit.editing.editors import heuristic_decisions, random_decisions
+from beatedit.preferences.pairs import (COLUMNS, PreferenceDataError, encode_plan, generate_candidates, merge_pairs, off_bar_splice,
                                   over_loop, plan_of, preference_metrics, shifted_cut, song_pairs, split_of, split_songs)
-from beatedit.schema import N_FEATURES, col
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import N_FEATURES, col
+from beatedit.audio.song import SongAnalysis
 
 CONTRACT = ("song_id", "split", "edl_a", "edl_b", "actions_a", "actions_b", "target_ratio", "choice", "strength", "p_a",
             "gold_a", "gold_b", "kind_a", "kind_b", "rater", "source", "timestamp")

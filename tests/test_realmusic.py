@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from beatedit.config import Config
-from beatedit.realmusic import TEST_PIECES, build_real_music, evaluate_real_music, fluidsynth_available, score_beats
+from beatedit.corpus.realmusic import TEST_PIECES, build_real_music, evaluate_real_music, fluidsynth_available, score_beats
 
 _MISSING = fluidsynth_available()
 
 
 def test_score_beats_handle_pickups_and_split_bars():
     """Ground truth straight from the score: a pickup bar has no downbeat; beats are evenly spaced."""
-    from beatedit.realmusic import Piece, _score
+    from beatedit.corpus.realmusic import Piece, _score
 
     beats, downs, meter, beat_q = score_beats(_score(Piece("bach/bwv1.6", 84.0, measures=4)), 84.0)
     assert meter == 4 and beat_q == 1.0

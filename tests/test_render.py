@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beatedit.actions import Action
+from beatedit.editing.actions import Action
 from beatedit.config import RenderConfig
-from beatedit.editing import beat_sample_bounds, build_edit
-from beatedit.editors import edit_with
-from beatedit.edl import EDL, EDLError, Segment
-from beatedit.render import render, write_edit
+from beatedit.editing.program import beat_sample_bounds, build_edit
+from beatedit.editing.editors import edit_with
+from beatedit.editing.edl import EDL, EDLError, Segment
+from beatedit.editing.render import render, write_edit
 from tests.worldkit import dominant_beat, make_world_song
 
 A = Action

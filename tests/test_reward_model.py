@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from beatedit.actions import Action
+from beatedit.editing.actions import Action
 from beatedit.config import RewardConfig
-from beatedit.schema import N_FEATURES, SchemaMismatchError, col
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import N_FEATURES, SchemaMismatchError, col
+from beatedit.audio.song import SongAnalysis
 from models.checkpoint import CheckpointError
 from models.reward_model import (RewardModel, RewardNormalizer, collate, load_reward_model, save_reward_model, score_batch,
                                  window_starts)

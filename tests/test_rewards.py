@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from beatedit.config import DenseRewardConfig
-from beatedit.rewards import COMPONENTS, dense_reward
-from beatedit.schema import col
+from beatedit.judging.dense import COMPONENTS, dense_reward
+from beatedit.audio.schema import col
 from tests.songkit import SECTIONS, make_song, runs, with_columns
 
 # songkit layout: 16-beat sections/phrases, bars of 4:
@@ -49,7 +49,7 @@ def test_components_stay_in_unit_interval_on_random_edits(song):
 
 
 def test_baseline_editor_edits_score_in_range(song):
-    from beatedit.editors import edit_with  # a real EditResult from the edit program
+    from beatedit.editing.editors import edit_with  # a real EditResult from the edit program
 
     for t in (0.5, 0.7):
         for seed in range(5):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from beatedit.editing import beat_sample_bounds
-from beatedit.schema import N_FEATURES, col
-from beatedit.song import SongAnalysis
+from beatedit.editing.program import beat_sample_bounds
+from beatedit.audio.schema import N_FEATURES, col
+from beatedit.audio.song import SongAnalysis
 
 
 def beat_freq(i: int) -> float:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from beatedit.actions import N_ACTIONS
-from beatedit.edl import EDL, Segment
+from beatedit.editing.actions import N_ACTIONS
+from beatedit.editing.edl import EDL, Segment
 
 from .queue import pair_from_renders, write_pair_manifest
 

@@ -4,7 +4,7 @@ Render folder layout (written by evaluation / export code, or by ``write_pair_ma
 
     renders/
       pairs.json                 list of pair records (PairSpec below)
-      song_007/champion.wav      written by beatedit.render.write_edit(edl, out_wav)
+      song_007/champion.wav      written by beatedit.editing.render.write_edit(edl, out_wav)
       song_007/champion.edl.json
       ...
 
@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from beatedit.actions import N_ACTIONS
-from beatedit.edl import EDL, EDLError
+from beatedit.editing.actions import N_ACTIONS
+from beatedit.editing.edl import EDL, EDLError
 
 from .db import FeedbackDB, IssuedPair, Pair, Rater, Vote, utcnow
 from .security import (

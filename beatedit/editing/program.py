@@ -1,6 +1,6 @@
 """The edit program: the single source of truth for what an action does.
 
-An edit is a left-to-right pass over a song's beats (see ``beatedit.actions`` for the
+An edit is a left-to-right pass over a song's beats (see ``beatedit.editing.actions`` for the
 table of the 10 actions). ``EditState`` is where the editor stands, ``action_mask``
 says which actions are legal there, ``apply_action`` advances the state, and
 ``build_edit`` replays a whole decision sequence into an ``EditResult`` whose ``EDL``
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from beatedit.actions import ACTION_VOCAB_VERSION, N_ACTIONS, Action
+from beatedit.editing.actions import ACTION_VOCAB_VERSION, N_ACTIONS, Action
 from beatedit.config import EnvConfig
-from beatedit.edl import EDL, Segment
-from beatedit.song import SongAnalysis
+from beatedit.editing.edl import EDL, Segment
+from beatedit.audio.song import SongAnalysis
 
 CUT_ACTIONS = (int(Action.CUT), int(Action.CUT_TO_NEXT_BAR), int(Action.CUT_TO_NEXT_PHRASE))
 LOOP_ACTIONS = (int(Action.LOOP_BEAT), int(Action.LOOP_BAR), int(Action.REPEAT_PHRASE))
@@ -180,7 +180,7 @@ def _mask(g: SongGrid, s: EditState, max_loops: int) -> np.ndarray:
 
 
 def _is_legal(g: SongGrid, s: EditState, a: int, max_loops: int) -> bool:
-    """The mask rules of ``beatedit.actions`` (with the refinements documented there)."""
+    """The mask rules of ``beatedit.editing.actions`` (with the refinements documented there)."""
     c = s.cursor
     if s.done or c >= g.n:
         return False

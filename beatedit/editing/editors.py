@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from beatedit.actions import Action
+from beatedit.editing.actions import Action
 from beatedit.config import EnvConfig, RenderConfig
-from beatedit.editing import (
+from beatedit.editing.program import (
     EditResult,
     EditState,
     _apply_inplace,
@@ -39,8 +39,8 @@ from beatedit.editing import (
     check_target_ratio,
     song_grid,
 )
-from beatedit.schema import COLUMN_INDEX
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import COLUMN_INDEX
+from beatedit.audio.song import SongAnalysis
 
 EDITORS = ("random", "heuristic", "fade")
 _EMIT = np.array([Action.KEEP, Action.LOOP_BEAT, Action.LOOP_BAR, Action.REPEAT_PHRASE, Action.FADE_IN])

@@ -58,12 +58,12 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from beatedit import listener
-from beatedit.actions import Action
+from beatedit.judging import listener
+from beatedit.editing.actions import Action
 from beatedit.config import CANDIDATE_KINDS, Config
-from beatedit.editing import EditResult, EditState, action_mask, apply_action, build_edit, song_grid
-from beatedit.editors import fade_decisions, heuristic_decisions, random_decisions
-from beatedit.song import SongAnalysis
+from beatedit.editing.program import EditResult, EditState, action_mask, apply_action, build_edit, song_grid
+from beatedit.editing.editors import fade_decisions, heuristic_decisions, random_decisions
+from beatedit.audio.song import SongAnalysis
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("song_id", "split", "edl_a", "edl_b", "actions_a", "actions_b", "target_ratio", "choice", "strength", "p_a",

@@ -4,7 +4,7 @@ Where no human raters are available, this module stands in for them: it labels
 the synthetic preference pairs the reward model learns from (``prefer``), and it
 is the yardstick of every evaluation (policy vs baselines, promotion). It is
 deliberately transparent -- five documented components, each in [0, 1] -- and
-deliberately independent of the dense reward (``beatedit/rewards.py``): it does
+deliberately independent of the dense reward (``beatedit/judging/dense.py``): it does
 not import it and, wherever it can, it judges from different evidence, so a
 policy cannot win by optimising one formula.
 
@@ -78,8 +78,8 @@ from typing import Any, TypedDict
 import numpy as np
 
 from beatedit.config import ListenerConfig
-from beatedit.schema import col
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import col
+from beatedit.audio.song import SongAnalysis
 
 COMPONENTS: tuple[str, ...] = ("duration", "alignment", "seams", "material", "structure")
 

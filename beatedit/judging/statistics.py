@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from beatedit.actions import ACTION_NAMES, N_ACTIONS
-from beatedit.song import SongAnalysis
+from beatedit.editing.actions import ACTION_NAMES, N_ACTIONS
+from beatedit.audio.song import SongAnalysis
 
 
 def wins(a: Sequence[float], b: Sequence[float], tie_tol: float = 1e-9) -> np.ndarray:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beatedit.audio import file_sha256, load_mono
+from beatedit.audio.io import file_sha256, load_mono
 from beatedit.config import StemsConfig
 
 STEM_NAMES: tuple[str, ...] = ("drums", "bass", "other")

@@ -250,9 +250,9 @@ def build_real_music(out_dir: str | Path, pieces: tuple[Piece, ...] | list[Piece
 
 def evaluate_real_music(songs: list[RealSong], cfg, cache_dir: str | Path) -> list[dict]:
     """Run the front end on each rendered piece; beat / downbeat F-measure, meter, tempo per piece."""
-    from beatedit.features import analyse_song
-    from beatedit.stems import StemCache
-    from beatedit.truth import song_beat_metrics
+    from beatedit.audio.features import analyse_song
+    from beatedit.audio.stems import StemCache
+    from beatedit.audio.truth import song_beat_metrics
 
     rows = []
     cache = StemCache(cache_dir)
@@ -264,7 +264,7 @@ def evaluate_real_music(songs: list[RealSong], cfg, cache_dir: str | Path) -> li
     return rows
 
 
-if __name__ == "__main__":  # python -m beatedit.realmusic OUT_DIR : render + evaluate the default pieces
+if __name__ == "__main__":  # python -m beatedit.corpus.realmusic OUT_DIR : render + evaluate the default pieces
     import sys
 
     from beatedit.config import Config

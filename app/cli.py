@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from beatedit.editors import EDITORS
+from beatedit.editing.editors import EDITORS
 
 STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "promote", "pipeline")
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from beatedit.config import ConfigError, load_config
-    from beatedit.edit_file import EditFileError, edit_file
+    from app.edit import EditFileError, edit_file
 
     try:
         cfg = load_config(args.params)

@@ -1,4 +1,4 @@
-"""The 125-dim beat-synchronous features (``beatedit.schema``) and the per-song analysis.
+"""The 125-dim beat-synchronous features (``beatedit.audio.schema``) and the per-song analysis.
 
 Speed: one block-wise pass over the song computes every frame-level quantity from one
 STFT of the mix and one STFT per stem (``analyse_frames``); beat tracking and the
@@ -36,12 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from beatedit import schema
-from beatedit.audio import AudioError, audio_info, file_sha256, load_mono
-from beatedit.beats import BeatGrid, track_beats
+from beatedit.audio import schema
+from beatedit.audio.io import AudioError, audio_info, file_sha256, load_mono
+from beatedit.audio.beats import BeatGrid, track_beats
 from beatedit.config import Config, FeaturesConfig
-from beatedit.song import SongAnalysis
-from beatedit.stems import STEM_NAMES, StemCache, frame_stft, hann, n_frames, padded_segment
+from beatedit.audio.song import SongAnalysis
+from beatedit.audio.stems import STEM_NAMES, StemCache, frame_stft, hann, n_frames, padded_segment
 
 _BLOCK_FRAMES = 1024  # frames per block in analyse_frames (~24 s at 22.05 kHz / 512): bounds working memory
 _EPS = 1e-10

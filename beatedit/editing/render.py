@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from beatedit.config import RenderConfig
-from beatedit.edl import EDL, EDLError, Segment
+from beatedit.editing.edl import EDL, EDLError, Segment
 
 
 def load_source(edl: EDL) -> np.ndarray:

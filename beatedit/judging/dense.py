@@ -77,8 +77,8 @@ from typing import Any
 import numpy as np
 
 from beatedit.config import DenseRewardConfig
-from beatedit.schema import COLUMN_NAMES, col
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import COLUMN_NAMES, col
+from beatedit.audio.song import SongAnalysis
 
 COMPONENTS: tuple[str, ...] = ("tempo", "energy", "phrase", "transition")
 

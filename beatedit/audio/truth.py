@@ -112,7 +112,7 @@ def song_beat_metrics(song, truth: dict) -> dict[str, float]:
 
 def load_truth_stems(stems_dir: str | Path, sr: int) -> dict[str, np.ndarray]:
     """Ground-truth stems at the analysis rate, mapped to our names (harmony + lead -> other)."""
-    from beatedit.audio import load_mono
+    from beatedit.audio.io import load_mono
 
     stems_dir = Path(stems_dir)
     out: dict[str, np.ndarray] = {}

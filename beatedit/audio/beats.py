@@ -300,7 +300,7 @@ def _structure(bars: np.ndarray, nov: np.ndarray, cfg: FeaturesConfig) -> tuple[
 # ----------------------------------------------------------------------------- main entry
 def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: FeaturesConfig | Config, *, frames=None) -> BeatGrid:
     """Beat grid with tempo, meter, downbeats, phrases and sections (see module docstring)."""
-    from beatedit.features import (_BeatFrames, analyse_frames, beat_bounds, beat_chroma, beat_mfcc, checkerboard_novelty,
+    from beatedit.audio.features import (_BeatFrames, analyse_frames, beat_bounds, beat_chroma, beat_mfcc, checkerboard_novelty,
                                    ssm_features, structure_features)
 
     fcfg = _fcfg(cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beatedit.schema import N_FEATURES, SCHEMA_VERSION, check_schema
+from beatedit.audio.schema import N_FEATURES, SCHEMA_VERSION, check_schema
 
 _ARRAYS = ("beat_times", "bar_starts", "beat_in_bar", "phrase_starts", "section_starts", "features")
 

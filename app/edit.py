@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from beatedit.audio import AudioError, load_audio
+from beatedit.audio.io import AudioError, load_audio
 from beatedit.config import Config
-from beatedit.editing import check_target_ratio
-from beatedit.editors import EDITORS, edit_with
-from beatedit.render import edl_path_for, write_edit
-from beatedit.stems import StemCache
+from beatedit.editing.program import check_target_ratio
+from beatedit.editing.editors import EDITORS, edit_with
+from beatedit.editing.render import edl_path_for, write_edit
+from beatedit.audio.stems import StemCache
 
 STEM_CACHE_ENV = "BEATEDIT_STEM_CACHE"
 
@@ -33,7 +33,7 @@ def stem_cache() -> StemCache:
 
 def edit_file(input_path: Path, target: float, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
               seed: int = 0) -> dict:
-    from beatedit.features import analyse_song
+    from beatedit.audio.features import analyse_song
 
     try:
         check_target_ratio(target)

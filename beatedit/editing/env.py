@@ -1,7 +1,7 @@
 """The editing environment: one episode = one left-to-right pass over a song.
 
 ``BeatEditEnv`` is a gymnasium env (single episode at a time, driven by the edit
-program in ``beatedit.editing``); ``VecBeatEditEnv`` steps many episodes at once with
+program in ``beatedit.editing.program``); ``VecBeatEditEnv`` steps many episodes at once with
 numpy. For the same song, target and actions both produce the same observations,
 masks and edits (tested).
 
@@ -43,9 +43,9 @@ from functools import cached_property
 import gymnasium as gym
 import numpy as np
 
-from beatedit.actions import N_ACTIONS, Action
+from beatedit.editing.actions import N_ACTIONS, Action
 from beatedit.config import DenseRewardConfig, EnvConfig, RenderConfig
-from beatedit.editing import (
+from beatedit.editing.program import (
     CUT_ACTIONS,
     LOOP_ACTIONS,
     EditResult,
@@ -56,8 +56,8 @@ from beatedit.editing import (
     check_target_ratio,
     song_grid,
 )
-from beatedit.schema import N_FEATURES
-from beatedit.song import SongAnalysis
+from beatedit.audio.schema import N_FEATURES
+from beatedit.audio.song import SongAnalysis
 
 ROW = N_FEATURES + 1  # features + validity flag
 N_PROGRESS = 10
@@ -79,11 +79,11 @@ def obs_layout(cfg: EnvConfig) -> dict[str, slice]:
 
 def _dense_reward_fn():
     try:
-        mod = importlib.import_module("beatedit.rewards")
+        mod = importlib.import_module("beatedit.judging.dense")
     except ModuleNotFoundError as exc:
-        if exc.name != "beatedit.rewards":
+        if exc.name != "beatedit.judging.dense":
             raise
-        raise ImportError("beatedit.rewards (dense_reward) is required by the env for its terminal reward") from exc
+        raise ImportError("beatedit.judging.dense (dense_reward) is required by the env for its terminal reward") from exc
     return mod.dense_reward
 
 

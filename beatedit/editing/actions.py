@@ -18,7 +18,7 @@ starts (``SongAnalysis.bar_starts`` / ``phrase_starts``).
 | 8  | FADE_OUT           | beats i .. end of current bar, gain ramp 1 -> 0    | episode ends           | something has been output already                     |
 | 9  | END                | nothing; the edit stops here                       | episode ends           | something has been output and i is a bar start        |
 
-Precise rules (``beatedit.editing`` implements them; the vectorised env mirrors them):
+Precise rules (``beatedit.editing.program`` implements them; the vectorised env mirrors them):
 
 * The episode also ends when the cursor passes the song's last beat. Once it has
   ended every action is masked.
@@ -36,7 +36,7 @@ Precise rules (``beatedit.editing`` implements them; the vectorised env mirrors 
   masked there (KEEP, LOOP_BEAT and FADE_IN remain). KEEP is legal at every beat of
   a running episode; the env plays it in place of a masked action from a
   mask-unaware agent (``EnvConfig.illegal_action``).
-* Applying a masked action through ``beatedit.editing`` is a ``ValueError``.
+* Applying a masked action through ``beatedit.editing.program`` is a ``ValueError``.
 
 Beats the cursor passes over without output take the id of the action that
 skipped them in ``beat_actions`` (the per-source-beat action sequence fed to the

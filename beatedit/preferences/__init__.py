@@ -1,0 +1,1 @@
+"""Preference data: candidate edits of one song and pairs labelled by the simulated listener (pairs)."""
