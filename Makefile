@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv pipeline test repro bench mlflow-ui clean-results help
+.PHONY: venv pipeline test test-fast repro bench mlflow-ui clean-results help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,8 +37,11 @@ pipeline: venv  ## run the whole pipeline (dvc repro, stage by stage, under one 
 repro: venv  ## plain dvc repro (no pipeline parent run)
 	$(BIN)/dvc repro
 
-test: venv  ## run the test suite
+test: venv  ## run the whole test suite (unit, data, model, integration): what CI runs
 	$(BIN)/python -m pytest
+
+test-fast: venv  ## everything but the slow lane (tests/integration and tests marked slow): under 3 minutes
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: venv  ## run the benchmarks (not tests); results go to bench/RESULTS.md
 	$(BIN)/python -m bench.run_all

@@ -12,6 +12,14 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration/ is the slow lane (`make test-fast` skips it with -m "not slow")."""
+    for item in items:
+        if (TESTS / "integration") in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

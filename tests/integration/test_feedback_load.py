@@ -25,7 +25,7 @@ from beatedit.feedback.db import IssuedPair, Vote, open_db
 from beatedit.feedback.demo import build_demo_renders
 from beatedit.feedback.security import IssueClaims, sign_issue, verify_issue
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECRET = "load-test-secret-0123456789abcdef"
 RATERS, PAIRS_PER_RATER, IN_FLIGHT = 50, 20, 50
 N_VOTES = RATERS * PAIRS_PER_RATER  # 1,000

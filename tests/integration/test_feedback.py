@@ -35,7 +35,7 @@ from beatedit.feedback.security import (
 
 SECRET = "test-secret-0123456789abcdef"
 KEY = SECRET.encode()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -26,7 +26,7 @@ import requests
 from beatedit.config import Config, ConfigError, CorpusConfig, default_params_yaml, load_config
 from beatedit.cron import cron_problem
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 BIN = Path(PY).parent
 

@@ -1,0 +1,1 @@
+"""Model tests: reward model, policy, behaviour cloning, PPO and DPO learn on tiny problems."""
