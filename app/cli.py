@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -22,11 +21,6 @@ from beatedit.editing.editors import EDITORS
 
 STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "promote", "pipeline")
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
-
-
-def _telemetry_off() -> None:
-    for key, value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}.items():
-        os.environ.setdefault(key, value)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _telemetry_off()
+    from tasks.telemetry import disable_telemetry  # framework-free: only sets environment variables
+
+    disable_telemetry()
     args = build_parser().parse_args(argv)
     raise SystemExit(args.func(args) or 0)
 

@@ -33,7 +33,7 @@ def stem_cache() -> StemCache:
 
 def edit_file(input_path: Path, target: float, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
               seed: int = 0) -> dict:
-    from beatedit.audio.features import analyse_song
+    from beatedit.audio.analysis import analyse_song
 
     try:
         check_target_ratio(target)

@@ -45,19 +45,18 @@ class CorpusConfig:
         return None
 
 
-GENERATED_AUDIO_DIR = "data/corpus/audio"
-
-
 @dataclass(frozen=True)
 class DataConfig:
     audio_dir: str = "data/corpus/audio"  # songs to edit: the generated corpus, or your own folder of wav/flac/ogg/mp3
     use_generated_corpus: bool = True  # false: audio_dir is your own folder (no ground truth; beat metrics are skipped)
+    corpus_dir: str = "data/corpus"  # the corpus stage's output: manifest.json (+ audio/, stems/, truth/ when generated)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
 
     def check(self) -> str | None:
-        if self.use_generated_corpus and self.audio_dir != GENERATED_AUDIO_DIR:
+        generated_audio = f"{self.corpus_dir.rstrip('/')}/audio"
+        if self.use_generated_corpus and self.audio_dir.rstrip("/") != generated_audio:
             return (f"audio_dir is {self.audio_dir!r} but use_generated_corpus is true (the corpus is generated into "
-                    f"{GENERATED_AUDIO_DIR!r}); set data.use_generated_corpus: false to use your own folder")
+                    f"{generated_audio!r}, i.e. corpus_dir/audio); set data.use_generated_corpus: false to use your own folder")
         return None
 
 
@@ -274,6 +273,8 @@ class DPOConfig:
 class RLHFConfig:
     algorithm: Literal["ppo", "dpo"] = "ppo"  # ppo: online RL on the learned reward; dpo: offline on the preference pairs
     compare_algorithms: bool = True  # also train the other algorithm from the same reference and report both side by side (ppo_*/dpo_* in metrics/rlhf.json); only `algorithm`'s policy is registered
+    out_dir: str = "artifacts/rlhf"  # the rlhf stage's output: policy.pt, reference.pt, registry.json
+    runs_dir: str = "artifacts/rlhf_runs"  # resumable checkpoints, one folder per run key (not a DVC output: survives re-runs)
     # --- reward ------------------------------------------------------------------------------------------
     w_learned: float = 0.8  # weight of the normalised learned reward of the whole edit (terminal step)
     w_dense: float = 0.2  # weight of the dense reward's total (terminal step)
@@ -333,7 +334,7 @@ CANDIDATE_KINDS = ("random", "heuristic", "shifted_cut", "off_bar_splice", "over
 
 @dataclass(frozen=True)
 class PreferencesConfig:
-    out_path: str = "data/preferences/pairs.parquet"  # the pair table the preferences stage writes
+    out_dir: str = "data/preferences"  # the preferences stage's output: pairs.parquet, splits.csv, quarantine.json
     candidates_per_song: int = 32  # candidate edits generated per song (mix of the kinds below; OOD kinds on top)
     pairs_per_song: int = 48  # in-distribution pairs sampled per song from those candidates (both edits of a pair share one target)
     ood_pairs_per_song: int = 4  # extra pairs per song involving at least one OOD-kind edit (evaluation only)
@@ -369,7 +370,7 @@ class PreferencesConfig:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    out_path: str = "artifacts/reward/model.pt"  # where the trained checkpoint is written
+    out_dir: str = "artifacts/reward"  # the reward stage's output: model.pt (the checkpoint), registry.json
     checkpoint: str | None = None  # a reward checkpoint to load and validate instead of training (schema/vocab checked)
     # --- model (models/reward_model.py) ---
     d_model: int = 128  # width of the transformer
@@ -418,6 +419,7 @@ class RewardConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    out_dir: str = "artifacts/evaluate"  # the evaluate stage's output: results.parquet, decision.json, renders/
     split: Literal["test", "validation"] = "test"  # which held-out songs the evaluate stage scores
     n_bootstrap: int = 2000  # bootstrap resamples (over songs) for win-rate confidence intervals
     targets_per_song: int = 3  # edit targets per held-out song, spread over [env.target_min, env.target_max]
@@ -468,6 +470,8 @@ class Config:
     seed: int = 0  # global seed for everything not seeded more specifically
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available
     torch_threads: int = 1  # CPU threads for torch in the training stages (0 = torch's default); these small models run fastest on 1
+    metrics_dir: str = "metrics"  # every stage's metrics file: <metrics_dir>/<stage>.json (evaluate: eval.json)
+    plots_dir: str = "plots"  # every stage's DVC plot files: <plots_dir>/<stage>/...
     data: DataConfig = field(default_factory=DataConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     stems: StemsConfig = field(default_factory=StemsConfig)

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from beatedit.config import Config, CorpusConfig, render_params_yaml  # noqa: E402
+from tasks.telemetry import disable_telemetry  # noqa: E402
 
 WORK = REPO / "bench" / "out" / "dask"
 SECTION = "## Operations: thread vs Dask"
@@ -42,9 +43,8 @@ SECTION = "## Operations: thread vs Dask"
 
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_TRACKING", "BEATEDIT_"))}
-    e.update({"PREFECT_HOME": str(WORK / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'mlflow.db'}",
-              "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-              "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"})
+    disable_telemetry(e, force=True)
+    e.update({"PREFECT_HOME": str(WORK / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"})
     return e
 
 

@@ -5,7 +5,7 @@
 
 What is measured (each case in a fresh subprocess pinned to one CPU, BLAS/OpenMP/numba threads = 1):
 
-* ``beatedit``: ``beatedit.audio.features.analyse_song`` with an empty stem cache -- decode + resample,
+* ``beatedit``: ``beatedit.audio.analysis.analyse_song`` with an empty stem cache -- decode + resample,
   HPSS stems (written to the cache), frame analysis, beat/downbeat/phrase/section tracking and the
   125 features. ``x real time`` = seconds of audio / wall seconds. A second pass (stems cached)
   is timed too.
@@ -62,7 +62,7 @@ def _warm_up() -> None:
 
     from beatedit.audio.io import write_wav
     from beatedit.config import Config
-    from beatedit.audio.features import analyse_song
+    from beatedit.audio.analysis import analyse_song
     from beatedit.audio.stems import StemCache
 
     with tempfile.TemporaryDirectory() as d:
@@ -109,7 +109,7 @@ def worker(args: argparse.Namespace) -> None:
     import numpy as np
 
     from beatedit.config import Config
-    from beatedit.audio.features import analyse_song
+    from beatedit.audio.analysis import analyse_song
     from beatedit.audio.stems import StemCache
 
     paths = args.files

@@ -43,7 +43,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = load_config(args.params)
     model, normalizer, _ = load_reward_model(args.reward)
-    split_songs = songs_by_split()
+    split_songs = songs_by_split(cfg)
     rows = []
     for split in args.splits:
         for song in split_songs[split]:

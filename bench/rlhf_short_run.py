@@ -3,7 +3,7 @@
     python -m bench.rlhf_short_run --work /tmp/rlhf_run --songs 16 --minutes 4 [--algorithm ppo|dpo|both]
 
 Stages, each cached in ``--work`` (re-running reuses what exists):
-corpus (``beatedit.corpus.generator``) -> features (``beatedit.audio.features.analyse_song``) -> preference pairs
+corpus (``beatedit.corpus.generator``) -> features (``beatedit.audio.analysis.analyse_song``) -> preference pairs
 (``beatedit.preferences.pairs.song_pairs``, listener with audio) -> reward model
 (``models.train_reward``) -> BC reference (``models.bc``) -> PPO (``models.ppo``) and/or DPO
 (``models.dpo``) -> evaluation on held-out test songs with the simulated listener (gold, with
@@ -37,7 +37,7 @@ from beatedit.audio.song import SongAnalysis
 
 def prepare(work: Path, n_songs: int, n_val: int, n_test: int, cfg: Config) -> tuple[list[SongAnalysis], dict, pd.DataFrame]:
     from beatedit.corpus.generator import generate_corpus
-    from beatedit.audio.features import analyse_song
+    from beatedit.audio.analysis import analyse_song
     from beatedit.preferences.pairs import merge_pairs, song_pairs
     from beatedit.audio.stems import StemCache
 

@@ -1,10 +1,11 @@
-"""What every stage flow shares: the command line, the task runner, clean failures."""
+"""What every stage flow shares: the command line, the task runner, clean failures, the per-song stage shape."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from tasks.telemetry import disable_telemetry
@@ -14,16 +15,12 @@ disable_telemetry()
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from beatedit.config import Config, ConfigError, load_config  # noqa: E402
+from flows.errors import StageFailed, TooManyQuarantined  # noqa: E402
+from tasks import tracking  # noqa: E402
+from tasks.resilience import per_song, settle  # noqa: E402
 from tasks.tracking import TrackingServerUnreachable, check_tracking_server, tracking_uri  # noqa: E402
 
 PARAMS_ENV = "BEATEDIT_PARAMS"
-
-
-class StageFailed(RuntimeError):
-    """A stage ended in a known, explained failure (gate missed, nothing to process, ...)."""
-
-    exit_code = 2
-
 
 def task_runner(cfg: Config) -> Any:
     """Thread pool by default; a Dask cluster when ``orchestration.task_runner: dask``."""
@@ -70,13 +67,25 @@ def stage_main(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
-def run_with_runner(flow_obj: Any, cfg: Config, **kwargs: Any) -> Any:
-    """Run a per-song flow with the task runner params.yaml asks for (thread pool or Dask)."""
-    return flow_obj.with_options(task_runner=task_runner(cfg))(**kwargs)
+def run_with_runner(flow_obj: Any, params: str, overrides: list[str] | tuple[str, ...]) -> Any:
+    """Run a per-song flow (``flow_obj(params, overrides)``) with the task runner params.yaml asks for (thread pool or Dask)."""
+    cfg = load_stage_config(params, overrides)
+    return flow_obj.with_options(task_runner=task_runner(cfg))(params=params, overrides=list(overrides))
 
 
-class TooManyQuarantined(StageFailed):
-    exit_code = 3
+def per_song_stage(stage: str, params: str, overrides: list[str], files: Callable[[Config], list[Path]], song_task: Any,
+                   report: Callable[[list[dict], Config], dict], tags: Callable[[Config], dict] | None = None,
+                   songs_key: str = "songs") -> dict:
+    """The body every per-song stage flow shares: one MLflow stage run, ``song_task`` mapped over ``files(cfg)``
+    with the per-song timeout (a failed song becomes a quarantine record), ``report`` over the results, then
+    the quarantine gate (``metrics[songs_key]`` songs went on)."""
+    cfg = load_stage_config(params, overrides)
+    with tracking.stage_run(stage, cfg, overrides, tags=tags(cfg) if tags else None):
+        items = files(cfg)
+        futures = per_song(song_task, cfg).map(items, cfg=cfg)
+        metrics = report(settle(futures, items, stage), cfg)
+    quarantine_gate(stage, {"songs": metrics[songs_key], "quarantined": metrics["quarantined"]}, cfg)
+    return metrics
 
 
 def quarantine_gate(stage: str, metrics: dict, cfg: Config) -> None:

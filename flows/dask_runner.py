@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from beatedit.config import Config, ConfigError
-from flows.common import StageFailed
+from flows.errors import StageFailed
 
 DASK_ADDRESS_ENV = "BEATEDIT_DASK_ADDRESS"
 CONNECT_TIMEOUT_S = 5.0

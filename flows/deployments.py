@@ -35,7 +35,8 @@ from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 
 from beatedit.config import Config, ConfigError  # noqa: E402
-from flows.common import StageFailed, load_stage_config  # noqa: E402
+from flows.common import load_stage_config  # noqa: E402
+from flows.errors import StageFailed  # noqa: E402
 from tasks import ops, tracking  # noqa: E402
 
 DEPLOYMENT_NAME = "beatedit"  # deployments are <flow>/beatedit: retrain/beatedit, evaluate-champion/beatedit
@@ -77,7 +78,7 @@ def retrain(params: str = "params.yaml", feedback_db: str | None = None, stages:
             error = f"{type(exc).__name__}: {exc}"
         else:
             ops.record_retrain(feedback, result)
-    ev = ops.eval_metrics() if not dry_run else {}
+    ev = ops.eval_metrics(cfg) if not dry_run else {}
     figures = {"human_rows": feedback.get("total", 0), "human_rows_added": feedback.get("added", 0)}
     for key in ("win_rate_vs_heuristic", "win_rate_vs_champion", "listener_total", "candidate_version", "champion_version", "promoted"):
         if key in ev:
@@ -113,7 +114,7 @@ def evaluate_champion(params: str = "params.yaml", model_uri: str = CHAMPION_URI
         figures = {k: float(v) for k, v in summary.items() if k in ("n_songs", "listener_total", "win_rate_vs_heuristic",
                    "win_rate_vs_heuristic_ci_low", "win_rate_vs_heuristic_ci_high", "win_rate_vs_random", "dense_total",
                    "duration_within_5pct")}
-        base = ops.baseline(ops.read_json(history_path, []), version, ops.eval_metrics())
+        base = ops.baseline(ops.read_json(history_path, []), version, ops.eval_metrics(cfg))
         problems = ops.drift_problems(base, figures, tolerances)
         record = {"timestamp": ops.now(), "version": version, "model_uri": model_uri, "split": split, "run_id": run.info.run_id,
                   "status": "drift" if problems else "ok", "problems": problems, **figures}

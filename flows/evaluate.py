@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from beatedit.paths import StagePaths
 from flows.common import apply_torch_threads, load_stage_config, stage_main
 from tasks import tracking
 from tasks.evaluate import compare_task, load_candidate_task, load_champion_task, promote_task, render_examples_task, report_task
@@ -14,15 +15,16 @@ def evaluate(params: str = "params.yaml", overrides: list[str] | tuple[str, ...]
     """Listener win rates with bootstrap CIs, dense components, renders; promotes when promote.auto and it wins."""
     cfg = load_stage_config(params, overrides)
     apply_torch_threads(cfg)
+    paths = StagePaths.from_config(cfg)
     with tracking.stage_run("evaluate", cfg, list(overrides)):
-        cand = load_candidate_task()
+        cand = load_candidate_task(cfg)
         champion, champion_version = load_champion_task(cand["policy_version"])
         df, summary = compare_task(cfg, cand, champion)
         metrics = report_task(cfg, df, summary, cand, champion_version)
         render_examples_task(cfg, df)
-        promoted = promote_task() if cfg.promote.auto else {"promoted": False, "reason": "promote.auto is false; run `beatedit promote`"}
+        promoted = promote_task(paths.eval_decision) if cfg.promote.auto else {"promoted": False, "reason": "promote.auto is false; run `beatedit promote`"}
         metrics.update(promoted=promoted["promoted"], promotion_reason=promoted["reason"])
-        tracking.write_metrics("metrics/eval.json", metrics)
+        tracking.write_metrics(paths.metrics("evaluate"), metrics)
         return metrics
 
 

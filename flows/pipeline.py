@@ -26,8 +26,9 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
-from beatedit import layout  # noqa: E402
-from flows.common import StageFailed, load_stage_config  # noqa: E402
+from beatedit.paths import StagePaths  # noqa: E402
+from flows.common import load_stage_config  # noqa: E402
+from flows.errors import StageFailed  # noqa: E402
 from tasks import tracking  # noqa: E402
 
 
@@ -82,7 +83,7 @@ def pipeline(params: str = "params.yaml", stages: list[str] | None = None, force
         for name in names:
             outcome[name] = stage_subflow(name, env, name in set(force or ()))
         mlflow.set_tag("dvc_lock_hash", tracking.dvc_lock_hash())
-        metrics = {p.stem: json.loads(p.read_text()) for p in sorted(layout.METRICS_DIR.glob("*.json"))}
+        metrics = {p.stem: json.loads(p.read_text()) for p in sorted(StagePaths.from_config(cfg).metrics_dir.glob("*.json"))}
         tracking.log_metrics(metrics)
         mlflow.log_dict({"stages": outcome, "metrics": metrics}, "pipeline_summary.json")
     rows = "\n".join(f"| {k} | {v} |" for k, v in outcome.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from beatedit.paths import StagePaths
 from flows.common import load_stage_config
 from tasks import registry, tracking
 from tasks.evaluate import promote_task
@@ -11,9 +12,10 @@ from tasks.evaluate import promote_task
 
 @flow(name="promote")
 def promote_flow(params: str = "params.yaml") -> dict:
-    """Apply the last evaluation's decision (artifacts/evaluate/decision.json) to the registry."""
-    tracking.configure(load_stage_config(params, []))
-    return promote_task()
+    """Apply the last evaluation's decision (evaluate.out_dir/decision.json) to the registry."""
+    cfg = load_stage_config(params, [])
+    tracking.configure(cfg)
+    return promote_task(StagePaths.from_config(cfg).eval_decision)
 
 
 @flow(name="rollback")

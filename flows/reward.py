@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from prefect import flow
 
-from beatedit import layout
-from flows.common import StageFailed, apply_torch_threads, load_stage_config, stage_main
+from flows.common import apply_torch_threads, load_stage_config, stage_main
+from flows.errors import StageFailed
 from tasks import tracking
-from tasks.reward import (champion_accuracy_task, load_reward_task, load_songs, reward_report_task, save_and_register_task,
+from tasks.reward import (champion_accuracy_task, load_pairs, load_reward_task, load_songs, reward_report_task, save_and_register_task,
                           train_reward_task, validate_reward_task)
 
 
@@ -22,8 +21,8 @@ def reward(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] =
     cfg = load_stage_config(params, overrides)
     apply_torch_threads(cfg)
     with tracking.stage_run("reward", cfg, list(overrides)):
-        pairs = pd.read_parquet(layout.PAIRS_TABLE)
-        songs = load_songs(sorted(set(pairs["song_id"])))
+        pairs = load_pairs(cfg)
+        songs = load_songs(cfg, sorted(set(pairs["song_id"])))
         if cfg.reward.checkpoint:
             model, history = load_reward_task(cfg.reward.checkpoint), []
         else:

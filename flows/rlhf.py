@@ -20,9 +20,9 @@ from tasks.rlhf import (
 
 
 def _device(cfg) -> str:
-    from models.ppo import default_device
+    from models.device import resolve_device
 
-    return str(default_device(cfg.device))
+    return str(resolve_device(cfg.device))
 
 
 @flow(name="rlhf")
@@ -36,7 +36,7 @@ def rlhf(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = (
     apply_torch_threads(cfg)
     device = _device(cfg)
     with tracking.stage_run("rlhf", cfg, list(overrides), tags={"algorithm": cfg.rlhf.algorithm, "device": device}):
-        split = songs_by_split()
+        split = songs_by_split(cfg)
         policy, reference, bc_metrics = bc_task(cfg, split["train"], device)
         trainers = {"ppo": ppo_task, "dpo": dpo_task}
         primary = cfg.rlhf.algorithm

@@ -42,7 +42,7 @@ from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic, attach_reference, save_policy
 from models.policy_edit import decisions_from_beat_actions, replay_trajectories
-from models.ppo import baseline_golds, evaluate_policy, monitor_targets
+from models.ppo_monitor import baseline_golds, evaluate_policy, monitor_targets
 
 LogFn = Callable[[dict, int], None]
 CheckpointFn = Callable[[Path, int], None]

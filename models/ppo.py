@@ -24,14 +24,14 @@ Modelled on CleanRL's ``ppo.py``: one loop, every detail visible. Per update:
 5. Optional adaptive KL coefficient (Ziegler et al. 2019): the mean per-episode KL to
    the reference of this rollout's finished episodes vs ``kl_target``.
 6. Every ``eval_interval`` updates (and before the first and after the last): the
-   over-optimisation monitor on validation songs -- greedy edits scored by the learned
-   reward (proxy), the simulated listener (gold) and their KL to the reference (summed
-   exact KL along the path); the best policy by gold is kept (``best.pt``).
+   over-optimisation monitor (``models.ppo_monitor``) on validation songs -- greedy edits
+   scored by the learned reward (proxy), the simulated listener (gold) and their KL to the
+   reference (summed exact KL along the path); the best policy by gold is kept (``best.pt``).
 7. Every ``checkpoint_every`` updates (and after the last): a resumable checkpoint
-   (policy, optimizer, RNG states of torch / numpy / python and the sampling generator,
-   the vectorised env's state, the next observation, kl_coef, counters, history).
-   Resuming from it continues the run exactly: on CPU with the same seed the metrics
-   and weights equal those of an uninterrupted run (tested).
+   (``models.ppo_state.ResumeState``: optimizer, RNG states of torch / numpy / python and
+   the sampling generator, the vectorised env's state, the next observation, kl_coef,
+   counters, history). Resuming from it continues the run exactly: on CPU with the same
+   seed the metrics and weights equal those of an uninterrupted run (tested).
 
 Nothing here imports prefect / mlflow / dvc: the caller passes ``log(metrics, step)``
 and ``on_checkpoint(path, step)`` (``step`` = env steps so far).
@@ -39,38 +39,28 @@ and ``on_checkpoint(path, step)`` (``step`` = env steps so far).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import random
 import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from beatedit.config import Config
-from beatedit.editing.editors import edit_with
-from beatedit.editing.env import VecBeatEditEnv
-from beatedit.judging.listener import score_edit
 from beatedit.audio.song import SongAnalysis
+from beatedit.config import Config
+from beatedit.editing.env import VecBeatEditEnv
 
-from models.policy import ActorCritic, POLICY_KIND, attach_reference, save_policy
-from models.checkpoint import CheckpointError, load_checkpoint
-from models.heldout import song_targets
-from models.policy_edit import edit_songs, finished_mask
+from models.device import bf16_autocast
+from models.policy import ActorCritic, attach_reference
+from models.policy_edit import finished_mask
+from models.ppo_monitor import PPOMonitor, score_learned
+from models.ppo_state import ResumeState, env_state, resolve_resume, rng_state, set_env_state, set_rng_state
 
 LogFn = Callable[[dict, int], None]
 CheckpointFn = Callable[[Path, int], None]
-
-#: RLHFConfig fields that may differ between a checkpoint and the resumed run (they do not change training).
-RESUME_MAY_CHANGE = ("eval_interval", "checkpoint_every", "n_eval_songs", "eval_targets")
-#: VecBeatEditEnv's mutable episode state (everything else is derived from the songs and config).
-ENV_STATE_FIELDS = ("song", "target_ratio", "target_samples", "cursor", "out_samples", "last", "loops", "done", "hist",
-                    "decisions", "t", "illegal_actions", "_started")
 
 
 # ----------------------------------------------------------------------------- pieces (tested on their own)
@@ -143,109 +133,6 @@ def adaptive_kl_coef(kl_coef: float, current_kl: float, target: float, n_steps: 
     return kl_coef * (1.0 + error * n_steps / horizon)
 
 
-# ----------------------------------------------------------------------------- state helpers
-def env_state(env: VecBeatEditEnv) -> dict:
-    """The vectorised env's episode state + RNG (``env.get_state()`` when the env provides it)."""
-    if hasattr(env, "get_state"):
-        return {"env_api": env.get_state()}
-    return {"fields": {k: copy.deepcopy(getattr(env, k)) for k in ENV_STATE_FIELDS if hasattr(env, k)},
-            "rng": copy.deepcopy(env.rng.bit_generator.state)}
-
-
-def set_env_state(env: VecBeatEditEnv, state: dict) -> None:
-    if "env_api" in state:
-        env.set_state(state["env_api"])
-        return
-    for k, v in state["fields"].items():
-        cur = getattr(env, k)
-        if isinstance(cur, np.ndarray) and np.shape(cur) != np.shape(v):
-            raise CheckpointError(f"env state {k} has shape {np.shape(v)}, this env {np.shape(cur)} (n_envs or songs changed?)")
-        setattr(env, k, copy.deepcopy(v))
-    env.rng.bit_generator.state = state["rng"]
-
-
-def _rng_state(gen: torch.Generator, np_rng: np.random.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "sample_gen": gen.get_state(), "numpy": copy.deepcopy(np_rng.bit_generator.state),
-            "python": random.getstate()}
-
-
-def _set_rng_state(st: dict, gen: torch.Generator, np_rng: np.random.Generator) -> None:
-    torch.set_rng_state(st["torch"])
-    gen.set_state(st["sample_gen"])
-    np_rng.bit_generator.state = st["numpy"]
-    random.setstate(st["python"])
-
-
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The highest-update ``ckpt_*.pt`` in ``folder`` (None if there is none)."""
-    found = sorted(Path(folder).glob("ckpt_*.pt"))
-    return found[-1] if found else None
-
-
-# ----------------------------------------------------------------------------- over-optimisation monitor
-Targets = Sequence[float] | Mapping[str, Sequence[float]]  # the same targets for every song, or per song id
-
-
-def monitor_jobs(songs: Sequence[SongAnalysis], targets: Targets) -> list[tuple[SongAnalysis, float]]:
-    """(song, target) pairs in song order."""
-    if isinstance(targets, Mapping):
-        return [(s, float(t)) for s in songs for t in targets[s.song_id]]
-    return [(s, float(t)) for s in songs for t in targets]
-
-
-def monitor_targets(songs: Sequence[SongAnalysis], cfg: Config) -> Targets:
-    """The monitor's edit targets: ``rlhf.eval_targets`` if set, else the held-out evaluation's protocol
-    (``evaluate.targets_per_song`` per song, spread over the env's target range), so that the checkpoint
-    chosen on validation is chosen on the same kind of jobs the test songs are scored on."""
-    if cfg.rlhf.eval_targets:
-        return tuple(cfg.rlhf.eval_targets)
-    return song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)
-
-
-def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_model, normalizer,
-                    songs: Sequence[SongAnalysis], targets: Targets, cfg: Config,
-                    device: str | torch.device = "cpu", baselines: dict[str, list[float]] | None = None,
-                    reward_batch_size: int = 64) -> dict:
-    """Greedy edits of every (song, target): proxy (normalised learned reward), gold (listener total),
-    dense total, KL to the reference (summed exact KL along the path), and -- when ``baselines``
-    (gold scores of other editors on the same jobs, in the same order) are given -- win rates."""
-    jobs = monitor_jobs(songs, targets)
-    if not jobs:
-        return {}
-    res = edit_songs(policy, [s for s, _ in jobs], [t for _, t in jobs], cfg.env, greedy=True, reference=reference,
-                     render_cfg=cfg.render, device=device)
-    gold = np.array([score_edit(s, r.edit, t, cfg=cfg.listener)["total"] for (s, t), r in zip(jobs, res)])
-    out = {"gold": float(gold.mean()), "kl": float(np.mean([r.kl for r in res])),
-           "decisions": float(np.mean([r.n_decisions for r in res])),
-           "ratio_error": float(np.mean([abs(r.edit.duration / s.duration - t) for (s, t), r in zip(jobs, res)]))}
-    if reward_model is not None:
-        raw = score_learned(reward_model, [(s, r.edit.beat_actions, t) for (s, t), r in zip(jobs, res)], device,
-                            reward_batch_size)
-        out["proxy"] = float(np.mean(normalizer(raw)))
-    for name, other in (baselines or {}).items():
-        o = np.asarray(other)
-        out[f"win_rate_vs_{name}"] = float(np.mean((gold > o + 1e-9) + 0.5 * (np.abs(gold - o) <= 1e-9)))
-    out["gold_per_job"] = gold.tolist()
-    return out
-
-
-def baseline_golds(songs: Sequence[SongAnalysis], targets: Targets, cfg: Config, seed: int = 0) -> dict[str, list[float]]:
-    """Listener totals of the heuristic and random editors on the (song, target) jobs of ``evaluate_policy``."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[float]] = {"heuristic": [], "random": []}
-    for s, t in monitor_jobs(songs, targets):
-        for name in out:
-            e = edit_with(name, s, t, rng=rng, cfg=cfg.env, crossfade_ms=cfg.render.crossfade_ms)
-            out[name].append(score_edit(s, e, t, cfg=cfg.listener)["total"])
-    return out
-
-
-def score_learned(reward_model, items: Sequence[tuple[SongAnalysis, np.ndarray, float]], device, batch_size: int) -> np.ndarray:
-    from models.reward_model import score_batch
-
-    return score_batch(reward_model, [(s.features, a, t) for s, a, t in items], device, batch_size)
-
-
 # ----------------------------------------------------------------------------- the loop
 def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normalizer,
               songs_train: Sequence[SongAnalysis], songs_val: Sequence[SongAnalysis], cfg: Config,
@@ -299,74 +186,37 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
     dones = torch.zeros((T, E), device=device)
     values = torch.zeros((T, E), device=device)
     need_ref = rl.kl_coef != 0 or rl.adaptive_kl  # per-step reference log-probs only feed the KL penalty
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=rl.bf16)
-    if rl.bf16 and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        warnings.warn("rlhf.bf16 is on but this CPU has no native bf16 (AVX512-BF16 / AMX): PPO will run slower "
-                      "than in float32; set rlhf.bf16: false", stacklevel=2)
+    autocast = bf16_autocast(device, rl.bf16, "rlhf.bf16")
 
-    # --- state that a checkpoint carries ---------------------------------------------------------
-    start_update, global_step = 1, 0
-    kl_coef = rl.kl_coef
-    learned_reward_calls = 0
-    history: list[dict] = []  # the monitor: one row per evaluation
+    # --- fresh start, or the state a checkpoint carries ------------------------------------------
+    start_update, global_step, kl_coef, learned_reward_calls = 1, 0, rl.kl_coef, 0
     train_history: list[dict] = []  # one row per update
-    best = {"gold": -np.inf, "update": -1, "path": None}
-    best_state = None
     ep_kl = np.zeros(E)  # running per-env sums of (logp - logp_ref) over the current episode
     ep_len = np.zeros(E, dtype=np.int64)
-    resume_path = _resolve_resume(resume_from)
+    resume_path = resolve_resume(resume_from)
+    resumed: ResumeState | None = None
     if resume_path is not None:
-        payload = load_checkpoint(resume_path, kind=POLICY_KIND)
-        st = payload["extra"].get("resume")
-        if st is None:
-            raise CheckpointError(f"{resume_path}: a policy checkpoint without training state (not resumable)")
-        _check_same_run(st["rlhf"], dataclasses.asdict(rl), resume_path)
-        policy.load_state_dict(payload["state_dict"])
-        optimizer.load_state_dict(st["optimizer"])
-        set_env_state(envs, st["env"])
-        _set_rng_state(st["rng"], gen, np_rng)
-        next_obs, next_mask, next_done = (st["next_obs"].to(device), st["next_mask"].to(device), st["next_done"].to(device))
-        start_update, global_step, kl_coef = st["update"] + 1, st["global_step"], st["kl_coef"]
-        learned_reward_calls, history, train_history = st["learned_reward_calls"], st["history"], st["train_history"]
-        best = st["best"]
-        ep_kl, ep_len = st["ep_kl"].copy(), st["ep_len"].copy()
-        if best["path"] is None and st.get("best_state") is not None:
-            best_state = st["best_state"]
+        state_dict, resumed = ResumeState.load(resume_path, rl)
+        policy.load_state_dict(state_dict)
+        optimizer.load_state_dict(resumed.optimizer)
+        set_env_state(envs, resumed.env)
+        set_rng_state(resumed.rng, gen, np_rng)
+        next_obs, next_mask, next_done = (resumed.next_obs.to(device), resumed.next_mask.to(device),
+                                          resumed.next_done.to(device))
+        start_update, global_step, kl_coef = resumed.update + 1, resumed.global_step, resumed.kl_coef
+        learned_reward_calls, train_history = resumed.learned_reward_calls, resumed.train_history
+        ep_kl, ep_len = resumed.ep_kl.copy(), resumed.ep_len.copy()
     else:
         o, m = envs.reset()
         next_obs = torch.as_tensor(o, device=device)
         next_mask = torch.as_tensor(m, device=device)
         next_done = torch.zeros(E, device=device)
 
-    eval_targets = monitor_targets(eval_songs, cfg)
-    baselines = baseline_golds(eval_songs, eval_targets, cfg, seed=rl.seed) if eval_songs else {}
-
-    def monitor(update: int) -> dict:
-        nonlocal best, best_state
-        ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, eval_targets, cfg, device,
-                             baselines, rl.reward_batch_size)
-        if not ev:
-            return {}
-        row = {"update": update, "global_step": global_step, "kl_coef": kl_coef,
-               **{k: v for k, v in ev.items() if k != "gold_per_job"}}
-        row["gold_heuristic"] = float(np.mean(baselines["heuristic"]))
-        history.append(row)
-        if ev["gold"] > best["gold"]:
-            best = {"gold": ev["gold"], "update": update, "path": None}
-            if ckpt_dir is not None:
-                best["path"] = str(save_policy(ckpt_dir / "best.pt", policy, extra={"update": update, "gold": ev["gold"],
-                                                                                    "global_step": global_step}))
-                best_state = None
-            else:
-                best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
-        metrics = {f"eval/{k}": v for k, v in row.items() if k not in ("update", "global_step")}
-        metrics["eval/best_gold"] = best["gold"]
-        if log is not None:
-            log(metrics, global_step)
-        return row
-
-    if resume_path is None and eval_songs:
-        monitor(0)  # the reference's own point: KL 0
+    monitor = PPOMonitor(policy, reference, reward_model, normalizer, eval_songs, cfg, device, ckpt_dir, log)
+    if resumed is not None:
+        monitor.restore(resumed.history, resumed.best, resumed.best_state)
+    elif eval_songs:
+        monitor(0, global_step, kl_coef)  # the reference's own point: KL 0
 
     last_update = num_updates if max_updates is None else min(num_updates, max_updates)
     bar = tqdm(range(start_update, last_update + 1), desc="ppo", disable=not progress, initial=start_update - 1,
@@ -529,34 +379,32 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         if log is not None:
             log({k: v for k, v in row.items() if k not in ("update", "global_step")} | {"charts/update": update}, global_step)
 
+        # ---------------------------------------------------------------- monitor, checkpoint
         if eval_songs and (update % rl.eval_interval == 0 or update == last_update):
-            ev = monitor(update)
+            ev = monitor(update, global_step, kl_coef)
             bar.set_postfix(gold=f"{ev.get('gold', float('nan')):.3f}", kl=f"{ev.get('kl', float('nan')):.2f}",
                             dense=f"{row['charts/dense_reward']:.3f}")
         else:
             bar.set_postfix(dense=f"{row['charts/dense_reward']:.3f}", ep_kl=f"{mean_ep_kl:.2f}")
 
         if ckpt_dir is not None and (update % rl.checkpoint_every == 0 or update == last_update):
-            resume_state = {
-                "update": update, "global_step": global_step, "kl_coef": kl_coef, "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(gen, np_rng), "env": env_state(envs), "next_obs": next_obs.cpu(),
-                "next_mask": next_mask.cpu(), "next_done": next_done.cpu(), "learned_reward_calls": learned_reward_calls,
-                "history": history, "train_history": train_history, "best": best,
-                "best_state": best_state if best["path"] is None else None,
-                "ep_kl": ep_kl.copy(), "ep_len": ep_len.copy(), "rlhf": dataclasses.asdict(rl), "num_updates": num_updates,
-            }
-            last_ckpt = save_policy(ckpt_dir / f"ckpt_{update:06d}.pt", policy, extra={"resume": resume_state})
+            state = ResumeState(
+                update=update, global_step=global_step, kl_coef=kl_coef, optimizer=optimizer.state_dict(),
+                rng=rng_state(gen, np_rng), env=env_state(envs), next_obs=next_obs.cpu(), next_mask=next_mask.cpu(),
+                next_done=next_done.cpu(), learned_reward_calls=learned_reward_calls, history=monitor.history,
+                train_history=train_history, best=monitor.best,
+                best_state=monitor.best_state if monitor.best["path"] is None else None,
+                ep_kl=ep_kl.copy(), ep_len=ep_len.copy(), rlhf=dataclasses.asdict(rl), num_updates=num_updates)
+            last_ckpt = state.save(ckpt_dir / f"ckpt_{update:06d}.pt", policy)
             if on_checkpoint is not None:
                 on_checkpoint(last_ckpt, global_step)
     bar.close()
 
     final_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
-    if restore_best and best["update"] >= 0:
-        if best["path"] is not None:
-            policy.load_state_dict(load_checkpoint(best["path"], kind=POLICY_KIND)["state_dict"])
-        elif best_state is not None:
-            policy.load_state_dict(best_state)
+    if restore_best:
+        monitor.load_best()
     policy.eval()
+    history, best = monitor.history, monitor.best
     last_eval = history[-1] if history else {}
     return {
         "updates": last_update, "num_updates": num_updates, "global_step": global_step,
@@ -567,33 +415,3 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         "history": history, "train_history": train_history, "final_state_dict": final_state,
         "seconds": time.time() - t_start, "sps": steps_this_run / max(time.time() - t_loop, 1e-9),
     }
-
-
-def _resolve_resume(resume_from: str | Path | None) -> Path | None:
-    if resume_from is None:
-        return None
-    p = Path(resume_from)
-    if p.is_dir():
-        return latest_checkpoint(p)
-    if not p.exists():
-        raise CheckpointError(f"{p}: checkpoint to resume from not found")
-    return p
-
-
-def _check_same_run(saved: dict, now: dict, where: Path) -> None:
-    diff = sorted(k for k in set(saved) | set(now) if k not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k))
-    if diff:
-        detail = ", ".join(f"rlhf.{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
-        raise CheckpointError(f"{where}: cannot resume with different training settings ({detail}); "
-                              "delete the checkpoints to start over")
-
-
-def default_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def policy_result_summary(result: dict) -> dict[str, Any]:
-    """The scalar part of ``train_ppo``'s result (for metrics files)."""
-    return {k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None}

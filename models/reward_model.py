@@ -12,7 +12,7 @@ Input, per source beat ``t`` of one song (``T`` beats):
   the listener) -- they make duration and seams explicit instead of making the network
   integrate them over 500 beats:
     0. ``copies / 2``      how many times the beat is heard in the output (0, 1, 2 -> 0, .5, 1),
-                           from ``COPIES_PER_ACTION`` (cuts/END 0, loops/repeats 2, others 1);
+                           from ``beatedit.editing.actions.COPIES_PER_ACTION`` (cuts/END 0, loops/repeats 2, others 1);
     1. ``out_position``    output seconds before this beat / source seconds (where in the
                            edit the beat lands; uses the raw ``beat_duration`` column);
     2. ``edit_ratio``      output seconds / source seconds of the whole edit (broadcast);
@@ -67,7 +67,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from beatedit.editing.actions import N_ACTIONS, Action
+from beatedit.editing.actions import COPIES_PER_ACTION, N_ACTIONS
 from beatedit.audio.schema import N_FEATURES, col
 
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -76,12 +76,6 @@ KIND = "reward"
 N_EDIT = 9
 #: Edit-level scalars fed to the duration path (indices into the edit-input columns).
 GLOBAL_EDIT_COLS = (2, 3, 4, 8, 5)
-#: How many times a source beat is heard in the output under each action (see beatedit/editing/actions.py).
-COPIES_PER_ACTION: tuple[float, ...] = tuple(
-    {Action.KEEP: 1, Action.CUT: 0, Action.CUT_TO_NEXT_BAR: 0, Action.CUT_TO_NEXT_PHRASE: 0, Action.LOOP_BEAT: 2,
-     Action.LOOP_BAR: 2, Action.REPEAT_PHRASE: 2, Action.FADE_IN: 1, Action.FADE_OUT: 1, Action.END: 0}[a]
-    for a in Action
-)
 BEAT_DURATION_COL = col("beat_duration")
 #: Standardised inputs are clipped to +-INPUT_CLIP (a guard against outlier beats; the *output* is never clamped).
 INPUT_CLIP = 8.0
@@ -320,9 +314,6 @@ def score_batch(model: RewardModel, items: Sequence[tuple], device: str | torch.
     finally:
         model.train(was_training)
     return out
-
-
-score_songs = score_batch  # the name docs/contracts.md uses
 
 
 # ----------------------------------------------------------------------------- RL normalisation

@@ -46,8 +46,8 @@ validation songs (never seen in training):
                         over (song, target) groups weighted by their edit counts; a constant
                         model gives NaN, which fails the gate. ``spearman_gold_pooled``: the
                         same over all validation edits at once (diagnostic).
-``gate(metrics, cfg) -> list[str]``: one message per failed threshold (empty = pass);
-``GateFailed`` is what the stage raises with them.
+``gate(metrics, cfg) -> list[str]``: one message per failed threshold (empty = pass); the reward
+stage (``flows/reward.py``) fails with them.
 """
 
 from __future__ import annotations
@@ -65,16 +65,9 @@ from tqdm.auto import tqdm
 
 from beatedit.config import Config, RewardConfig
 from beatedit.audio.song import SongAnalysis
-from models.reward_model import (BEAT_DURATION_COL, COPIES_PER_ACTION, RewardModel, RewardNormalizer, collate,
-                                 score_batch)
-
-
-class GateFailed(Exception):
-    """The reward model missed a validation threshold; ``.failures`` lists each message."""
-
-    def __init__(self, failures: list[str]):
-        self.failures = list(failures)
-        super().__init__("reward model failed the validation gate:\n  - " + "\n  - ".join(self.failures))
+from beatedit.editing.actions import COPIES_PER_ACTION
+from models.device import resolve_device
+from models.reward_model import BEAT_DURATION_COL, RewardModel, RewardNormalizer, collate, score_batch
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -82,13 +75,9 @@ def _reward_cfg(cfg: Config | RewardConfig) -> RewardConfig:
     return cfg.reward if isinstance(cfg, Config) else cfg
 
 
-def resolve_device(cfg: Config | RewardConfig | None = None, device: str | None = None) -> torch.device:
-    name = device or (cfg.device if isinstance(cfg, Config) else "auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
+def _device_name(cfg: Config | RewardConfig, device: str | None) -> str:
+    """The explicit ``device`` argument, else ``cfg.device`` (a bare RewardConfig carries none: auto)."""
+    return device or (cfg.device if isinstance(cfg, Config) else "auto")
 
 
 def build_model(cfg: Config | RewardConfig) -> RewardModel:
@@ -145,7 +134,7 @@ def pair_scores(model: RewardModel, df: pd.DataFrame, songs: dict[str, SongAnaly
 def edit_ratio(song: SongAnalysis, actions: np.ndarray) -> float:
     """Output / source duration implied by per-beat actions (the duration-fit baseline's input)."""
     dur = np.clip(song.features[:, BEAT_DURATION_COL].astype(np.float64), 0, None)
-    return float((np.asarray(COPIES_PER_ACTION)[np.asarray(actions, int)] * dur).sum() / max(dur.sum(), 1e-9))
+    return float((np.asarray(COPIES_PER_ACTION, np.float64)[np.asarray(actions, int)] * dur).sum() / max(dur.sum(), 1e-9))
 
 
 def _bt_loss(ra, rb, y, strength, margin_scale, center_coef):
@@ -187,7 +176,7 @@ def train_reward_model(pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis], c
                        log: Callable[[dict, int], None] | None = None, device: str | None = None,
                        progress: bool = True) -> tuple[RewardModel, list[dict]]:
     rc = _reward_cfg(cfg)
-    dev = resolve_device(cfg, device)
+    dev = resolve_device(_device_name(cfg, device))
     _check_songs(pairs_df, songs)
     tr = train_pairs(pairs_df)
     va = eval_pairs(pairs_df, "validation")
@@ -339,7 +328,7 @@ def _grouped_spearman(edits: pd.DataFrame) -> float:
 def validate_reward_model(model: RewardModel, pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis],
                           cfg: Config | RewardConfig, device: str | None = None) -> dict:
     rc = _reward_cfg(cfg)
-    dev = resolve_device(cfg, device)
+    dev = resolve_device(_device_name(cfg, device))
     _check_songs(pairs_df, songs)
     model.to(dev)
     vall = pairs_df[pairs_df["split"] == "validation"].reset_index(drop=True)

@@ -7,17 +7,18 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from beatedit import layout
 from beatedit.audio.io import AUDIO_EXTENSIONS
 from beatedit.config import Config, ConfigError
 from beatedit.corpus.generator import generate_corpus
+from beatedit.paths import StagePaths
 from tasks import tracking
 
 
 @task(name="generate-corpus")
 def generate_corpus_task(cfg: Config) -> list[dict]:
-    manifest = generate_corpus(cfg.data.corpus, layout.CORPUS_DIR)
-    get_run_logger().info("generated %d songs (%.0f s of audio) into %s", len(manifest), sum(m["duration"] for m in manifest), layout.CORPUS_DIR)
+    out = StagePaths.from_config(cfg).corpus_dir
+    manifest = generate_corpus(cfg.data.corpus, out)
+    get_run_logger().info("generated %d songs (%.0f s of audio) into %s", len(manifest), sum(m["duration"] for m in manifest), out)
     return manifest
 
 
@@ -31,14 +32,15 @@ def index_user_folder_task(cfg: Config) -> list[dict]:
     if not files:
         raise ConfigError(f"params.yaml: data.audio_dir {str(folder)!r} holds no files")
     manifest = [{"song_id": p.stem, "path": str(p), "audio_extension": p.suffix.lower() in AUDIO_EXTENSIONS, "has_truth": False} for p in files]
-    layout.CORPUS_DIR.mkdir(parents=True, exist_ok=True)
-    layout.CORPUS_MANIFEST.write_text(json.dumps(manifest, indent=1))
+    paths = StagePaths.from_config(cfg)
+    paths.corpus_dir.mkdir(parents=True, exist_ok=True)
+    paths.corpus_manifest.write_text(json.dumps(manifest, indent=1))
     get_run_logger().info("indexed %d files in %s (no ground truth: beat metrics will be skipped)", len(files), folder)
     return manifest
 
 
 @task(name="corpus-metrics")
-def corpus_metrics_task(manifest: list[dict], generated: bool) -> dict:
+def corpus_metrics_task(cfg: Config, manifest: list[dict], generated: bool) -> dict:
     metrics = {"songs": len(manifest), "generated": generated}
     if generated:
         metrics.update(
@@ -49,6 +51,7 @@ def corpus_metrics_task(manifest: list[dict], generated: bool) -> dict:
             max_tempo=max(m["tempo"] for m in manifest),
             songs_in_3_4=sum(1 for m in manifest if m["meter"] == 3),
         )
-    tracking.write_metrics(layout.METRICS_DIR / "corpus.json", metrics)
-    tracking.log_file(layout.CORPUS_MANIFEST)
+    paths = StagePaths.from_config(cfg)
+    tracking.write_metrics(paths.metrics("corpus"), metrics)
+    tracking.log_file(paths.corpus_manifest)
     return metrics

@@ -8,26 +8,24 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
-from beatedit import layout
 from beatedit.editing.actions import ACTION_NAMES
 from beatedit.config import Config
+from beatedit.paths import StagePaths
 from beatedit.judging.statistics import head_to_head, promotion_decision
 from tasks import registry, tracking
 from tasks.resilience import IO_RETRY
 from tasks.rlhf import songs_by_split
 
-DECISION_FILE = layout.EVAL_DIR / "decision.json"
-
-
 @task(name="load-candidate")
-def load_candidate_task() -> dict:
+def load_candidate_task(cfg: Config) -> dict:
     from models.policy import load_policy
     from models.reward_model import load_reward_model
 
-    policy, _ = load_policy(layout.RLHF_DIR / "policy.pt")
-    reference, _ = load_policy(layout.RLHF_DIR / "reference.pt")
-    reward_model, normalizer, reward_payload = load_reward_model(layout.REWARD_DIR / "model.pt")
-    reg = json.loads((layout.RLHF_DIR / "registry.json").read_text())
+    paths = StagePaths.from_config(cfg)
+    policy, _ = load_policy(paths.policy_checkpoint)
+    reference, _ = load_policy(paths.reference_checkpoint)
+    reward_model, normalizer, reward_payload = load_reward_model(paths.reward_checkpoint)
+    reg = json.loads(paths.policy_registry.read_text())
     return {"policy": policy, "reference": reference, "reward_model": reward_model, "normalizer": normalizer,
             "policy_version": reg["version"], "reward_version": reg.get("reward_version"),
             "reward_gate_passed": bool(reward_payload.get("extra", {}).get("gate_passed", False))}
@@ -56,9 +54,9 @@ def load_champion_task(candidate_version: str) -> tuple[object | None, str | Non
 def compare_task(cfg: Config, cand: dict, champion: object | None) -> tuple[pd.DataFrame, dict]:
     from models.heldout import compare_editors
 
-    songs = songs_by_split()[cfg.evaluate.split]
+    songs = songs_by_split(cfg)[cfg.evaluate.split]
     if not songs:
-        raise ValueError(f"no {cfg.evaluate.split} songs to evaluate on (see data/preferences/splits.csv)")
+        raise ValueError(f"no {cfg.evaluate.split} songs to evaluate on (see {StagePaths.from_config(cfg).splits_table})")
     return compare_editors(songs, cfg, cand["policy"], cand["reference"], cand["reward_model"], cand["normalizer"], champion,
                            seed=cfg.evaluate.seed, n_boot=cfg.evaluate.n_bootstrap)
 
@@ -72,10 +70,11 @@ def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
     from beatedit.editing.render import write_edit
     from beatedit.audio.song import SongAnalysis
 
-    out_dir = layout.EVAL_DIR / "renders"
+    paths = StagePaths.from_config(cfg)
+    out_dir = paths.eval_renders
     done = []
     for song_id in sorted(df.song_id.unique())[: cfg.evaluate.n_render_examples]:
-        song = SongAnalysis.load(layout.FEATURES_DIR / f"{song_id}.npz")
+        song = SongAnalysis.load(paths.feature_file(song_id))
         source, sr = load_audio(song.source_path)
         folder = out_dir / song_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -104,9 +103,10 @@ def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
 def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champion_version: str | None) -> dict:
     from prefect.artifacts import create_markdown_artifact
 
-    layout.EVAL_DIR.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(layout.EVAL_DIR / "results.parquet", index=False)
-    tracking.log_file(layout.EVAL_DIR / "results.parquet")
+    paths = StagePaths.from_config(cfg)
+    paths.evaluate_dir.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(paths.eval_results, index=False)
+    tracking.log_file(paths.eval_results)
     vs_champion = head_to_head(df, "candidate", "champion", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed) if "champion" in set(df.editor) else None
     vs_random = head_to_head(df, "candidate", "random", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed)
     approved, reason = promotion_decision(vs_champion, vs_random, cfg.promote.margin, cand["reward_gate_passed"])
@@ -115,13 +115,13 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     decision = {"approved": approved, "reason": reason, "policy_version": cand["policy_version"], "reward_version": cand["reward_version"],
                 "evaluated_against": champion_version,  # the champion at evaluation time (compare-and-set on promotion)
                 "evaluation_run_id": mlflow.active_run().info.run_id}
-    DECISION_FILE.write_text(json.dumps(decision, indent=1) + "\n")
+    paths.eval_decision.write_text(json.dumps(decision, indent=1) + "\n")
     metrics = {k: v for k, v in summary.items()}
     metrics["seam_discontinuity"] = 1.0 - summary["listener_seams"]  # 0 = seamless; from seams measured on the rendered audio
     metrics["candidate_version"] = cand["policy_version"]
     metrics["champion_version"] = champion_version
     metrics["approved_for_promotion"] = approved
-    plots = layout.PLOTS_DIR / "eval"
+    plots = paths.plots("evaluate")
     plots.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{"opponent": k.removeprefix("win_rate_vs_"), "win_rate": v} for k, v in summary.items()
                   if k.startswith("win_rate_vs_") and not k.endswith(("_ci_low", "_ci_high"))]).to_csv(plots / "win_rates.csv", index=False)
@@ -138,7 +138,8 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
 
 
 @task(name="apply-promotion", **IO_RETRY)
-def promote_task(decision_path: Path = DECISION_FILE) -> dict:
+def promote_task(decision_path: Path) -> dict:
+    """Apply an evaluation's decision file (``StagePaths.eval_decision``) to the registry."""
     d = json.loads(Path(decision_path).read_text())
     result = registry.promote(d["policy_version"], d.get("reward_version") or None, d["evaluated_against"], d["evaluation_run_id"],
                               d["approved"], d["reason"])

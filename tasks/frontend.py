@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
-from beatedit import layout
 from beatedit.audio.io import AudioError, load_mono
 from beatedit.config import Config
+from beatedit.paths import StagePaths
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.audio.song import SongAnalysis
 from beatedit.audio.stems import StemCache
@@ -22,12 +22,12 @@ from tasks.resilience import IO_RETRY
 
 def song_files(cfg: Config) -> list[Path]:
     """The songs the corpus stage listed (generated or the user's folder), in a stable order."""
-    manifest = json.loads(layout.CORPUS_MANIFEST.read_text())
+    manifest = json.loads(StagePaths.from_config(cfg).corpus_manifest.read_text())
     return [Path(m["path"]) for m in manifest]
 
 
-def truth_path(song_id: str) -> Path | None:
-    p = layout.CORPUS_TRUTH / f"{song_id}.json"
+def truth_path(cfg: Config, song_id: str) -> Path | None:
+    p = StagePaths.from_config(cfg).corpus_truth / f"{song_id}.json"
     return p if p.exists() else None
 
 
@@ -44,11 +44,11 @@ def separate_song_task(path: Path, cfg: Config) -> dict:
         cache = StemCache(Path(cfg.stems.cache_dir))
         stems, hit = cache.get_or_compute(path, cfg.stems, cfg.audio.analysis_sr)
         out = {"song_id": path.stem, "path": str(path), "cache_hit": hit, "seconds": time.perf_counter() - start}
-        truth = truth_path(path.stem)
+        truth = truth_path(cfg, path.stem)
         if truth is not None:
             from beatedit.audio.truth import corpus_stem_sdr
 
-            out["sdr"] = corpus_stem_sdr(stems, layout.CORPUS_STEMS / path.stem, cfg.audio.analysis_sr)
+            out["sdr"] = corpus_stem_sdr(stems, StagePaths.from_config(cfg).corpus_stems / path.stem, cfg.audio.analysis_sr)
         out["audio_seconds"] = len(next(iter(stems.values()))) / cfg.audio.analysis_sr
         return out
     except Exception as exc:  # one bad song never stops the others
@@ -58,18 +58,18 @@ def separate_song_task(path: Path, cfg: Config) -> dict:
 
 @task(name="analyse-song")
 def analyse_song_task(path: Path, cfg: Config) -> dict:
-    """Beats, downbeats, phrases, sections and the 125-dim features of one song -> data/features/<id>.npz."""
-    from beatedit.audio.features import analyse_song
+    """Beats, downbeats, phrases, sections and the 125-dim features of one song -> features.out_dir/<id>.npz."""
+    from beatedit.audio.analysis import analyse_song
 
     start = time.perf_counter()
     try:
         song = analyse_song(path, cfg, StemCache(Path(cfg.stems.cache_dir)))
-        song.save(Path(cfg.features.out_dir) / f"{song.song_id}.npz")
+        song.save(StagePaths.from_config(cfg).feature_file(song.song_id))
         row = {"song_id": song.song_id, "path": str(path), "n_beats": song.n_beats, "tempo": song.tempo, "meter": song.meter,
                "duration": song.duration, "n_bars": len(song.bar_starts), "n_phrases": len(song.phrase_starts),
                "n_sections": len(song.section_starts), "source_hash": song.source_hash, "schema_version": song.schema_version,
                "stems_backend": song.stems_backend, "seconds": time.perf_counter() - start}
-        truth = truth_path(song.song_id)
+        truth = truth_path(cfg, song.song_id)
         if truth is not None:
             from beatedit.audio.truth import song_beat_metrics
 
@@ -89,7 +89,8 @@ def split_results(results: list[dict]) -> tuple[list[dict], list[QuarantineEntry
 @task(name="stems-report", **IO_RETRY)
 def stems_report_task(results: list[dict], cfg: Config) -> dict:
     ok, bad = split_results(results)
-    report = write_report(layout.quarantine_report(Path(cfg.stems.cache_dir)), "stems", bad, len(results))
+    paths = StagePaths.from_config(cfg)
+    report = write_report(paths.quarantine_report(paths.stems_dir), "stems", bad, len(results))
     get_run_logger().info(summary_line(report))
     metrics: dict = {"songs": len(ok), "quarantined": len(bad), "backend": cfg.stems.backend,
                      "cache_hits": sum(r["cache_hit"] for r in ok),
@@ -99,7 +100,7 @@ def stems_report_task(results: list[dict], cfg: Config) -> dict:
     if sdrs:
         for stem in sdrs[0]:
             metrics[f"sdr_{stem}"] = round(float(np.mean([s[stem] for s in sdrs])), 3)
-    tracking.write_metrics(layout.METRICS_DIR / "stems.json", metrics)
+    tracking.write_metrics(paths.metrics("stems"), metrics)
     tracking.log_json(report, "quarantine/stems.json")
     return metrics
 
@@ -111,32 +112,32 @@ def features_report_task(results: list[dict], cfg: Config) -> dict:
     from beatedit.plots import beat_grid_figure
 
     ok, bad = split_results(results)
-    out_dir = Path(cfg.features.out_dir)
-    report = write_report(layout.quarantine_report(out_dir), "features", bad, len(results))
+    paths = StagePaths.from_config(cfg)
+    report = write_report(paths.quarantine_report(paths.features_dir), "features", bad, len(results))
     get_run_logger().info(summary_line(report))
     index = pd.DataFrame(ok).sort_values("song_id").reset_index(drop=True) if ok else pd.DataFrame(columns=["song_id"])
-    index.drop(columns=["seconds"], errors="ignore").to_parquet(layout.FEATURES_INDEX, index=False)
+    index.drop(columns=["seconds"], errors="ignore").to_parquet(paths.features_index, index=False)
     metrics: dict = {"songs": len(ok), "quarantined": len(bad), "beats": int(index["n_beats"].sum()) if ok else 0,
                      "seconds": round(float(index["seconds"].sum()), 2) if ok else 0.0}
     for key in ("beat_f_measure", "downbeat_f_measure", "phrase_f_measure", "section_f_measure", "meter_accuracy", "tempo_accuracy"):
         if ok and key in index:
             metrics[key] = round(float(index[key].mean()), 4)
             metrics[f"{key}_min"] = round(float(index[key].min()), 4)
-    tracking.write_metrics(layout.METRICS_DIR / "features.json", metrics)
+    tracking.write_metrics(paths.metrics("features"), metrics)
     tracking.log_json(report, "quarantine/features.json")
-    tracking.log_file(layout.FEATURES_INDEX)
+    tracking.log_file(paths.features_index)
     if ok:
-        feats = np.concatenate([SongAnalysis.load(out_dir / f"{sid}.npz").features for sid in index["song_id"]])
+        feats = np.concatenate([SongAnalysis.load(paths.feature_file(sid)).features for sid in index["song_id"]])
         from beatedit.audio.schema import COLUMN_NAMES
 
         stats = {name: {"mean": float(m), "std": float(s), "min": float(lo), "max": float(hi)}
                  for name, m, s, lo, hi in zip(COLUMN_NAMES, feats.mean(0), feats.std(0), feats.min(0), feats.max(0))}
         tracking.log_json(stats, "feature_stats.json")
         mlflow.log_metrics({"constant_feature_columns": float(sum(v["std"] == 0 for v in stats.values()))})
-        first = SongAnalysis.load(out_dir / f"{index['song_id'][0]}.npz")
+        first = SongAnalysis.load(paths.feature_file(index["song_id"][0]))
         y = load_mono(first.source_path, cfg.audio.analysis_sr)
         fig = beat_grid_figure(y, cfg.audio.analysis_sr, first)
         tracking.log_figure(fig, f"plots/beat_grid_{first.song_id}.png")
-        Path(layout.PLOTS_DIR / "features").mkdir(parents=True, exist_ok=True)
-        fig.savefig(layout.PLOTS_DIR / "features" / "beat_grid.png", dpi=110)
+        paths.plots("features").mkdir(parents=True, exist_ok=True)
+        fig.savefig(paths.plots("features") / "beat_grid.png", dpi=110)
     return metrics

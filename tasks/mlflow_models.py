@@ -74,7 +74,7 @@ class PolicyPyfunc(mlflow.pyfunc.PythonModel):
         if row.get("analysis_path"):
             return SongAnalysis.load(row["analysis_path"])
         if row.get("audio_path"):
-            from beatedit.audio.features import analyse_song
+            from beatedit.audio.analysis import analyse_song
             from beatedit.audio.stems import StemCache
 
             cache = Path(os.environ.get(STEM_CACHE_ENV) or Path(tempfile.gettempdir()) / "beatedit-stem-cache")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from typing import Any
 import yaml
 from prefect import get_run_logger, task
 
-from beatedit import layout
+from beatedit.audio.io import file_sha256
 from beatedit.config import Config
-from tasks.resilience import IO_RETRY, sha256_file
+from beatedit.paths import StagePaths
+from tasks.resilience import IO_RETRY
 
 FEEDBACK_DB_ENV = "BEATEDIT_FEEDBACK_DB"
 OPS_DIR = Path("artifacts/ops")
@@ -102,10 +104,23 @@ def export_feedback_task(db_url: str | None, out_path: str | None) -> dict:
     if out.exists():
         import pandas as pd
 
-        report.update(total=int(len(pd.read_parquet(out))), sha256=sha256_file(out))
+        report.update(total=int(len(pd.read_parquet(out))), sha256=file_sha256(out))
     else:
         report.update(total=0, sha256=None)
     return report
+
+
+def _interpolate(text: str, params: dict) -> str:
+    """dvc.yaml's ``${section.key}`` from params.yaml (left as it is when the key is not there)."""
+    def value(m: re.Match) -> str:
+        node: Any = params
+        for part in m.group(1).split("."):
+            if not isinstance(node, dict) or part not in node:
+                return m.group(0)
+            node = node[part]
+        return str(node)
+
+    return re.sub(r"\$\{\s*([\w.-]+)\s*\}", value, text)
 
 
 def preferences_declares(path: str, dvc_yaml: str | Path = "dvc.yaml") -> bool:
@@ -114,9 +129,14 @@ def preferences_declares(path: str, dvc_yaml: str | Path = "dvc.yaml") -> bool:
         deps = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]["preferences"].get("deps", [])
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return False
+    params_file = Path(dvc_yaml).with_name("params.yaml")
+    try:
+        params = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
+    except yaml.YAMLError:
+        params = {}
     target = Path(path)
     for dep in deps:
-        d = Path(str(dep))
+        d = Path(_interpolate(str(dep), params if isinstance(params, dict) else {}))
         if target == d or d in target.parents:
             return True
     return False
@@ -139,8 +159,9 @@ def record_retrain(feedback: dict, result: dict, state_path: str | Path = RETRAI
                             "pipeline_run_id": result.get("run_id"), "stages": result.get("stages")})
 
 
-def eval_metrics(path: str | Path = layout.METRICS_DIR / "eval.json") -> dict:
-    return read_json(path, {})
+def eval_metrics(cfg: Config) -> dict:
+    """The evaluate stage's metrics file (empty when it has not run)."""
+    return read_json(StagePaths.from_config(cfg).metrics("evaluate"), {})
 
 
 # ----------------------------------------------------------------------------- champion re-evaluation
@@ -170,9 +191,9 @@ def score_champion_task(cfg: Config, policy: Any, split: str) -> tuple[Any, dict
     from models.heldout import compare_editors
     from tasks.rlhf import songs_by_split
 
-    songs = songs_by_split().get(split) or []
+    songs = songs_by_split(cfg).get(split) or []
     if not songs:
-        raise ValueError(f"no {split} songs to evaluate the champion on (see {layout.PREFERENCES_DIR / 'splits.csv'})")
+        raise ValueError(f"no {split} songs to evaluate the champion on (see {StagePaths.from_config(cfg).splits_table})")
     return compare_editors(songs, cfg, policy, None, seed=cfg.evaluate.seed, n_boot=cfg.evaluate.n_bootstrap, progress=False)
 
 

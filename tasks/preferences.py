@@ -8,18 +8,20 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
-from beatedit import layout
 from beatedit.audio.io import load_mono
 from beatedit.config import Config
+from beatedit.paths import StagePaths
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.audio.song import SongAnalysis
 from tasks import tracking
 from tasks.resilience import IO_RETRY, SONG_PAIRS_CACHE
 
 
-def feature_files() -> list[Path]:
-    index = pd.read_parquet(layout.FEATURES_INDEX)
-    return [layout.FEATURES_DIR / f"{sid}.npz" for sid in sorted(index["song_id"])]
+def feature_files(cfg: Config) -> list[Path]:
+    """The features stage's song files, in song-id order."""
+    paths = StagePaths.from_config(cfg)
+    index = pd.read_parquet(paths.features_index)
+    return [paths.feature_file(sid) for sid in sorted(index["song_id"])]
 
 
 @task(name="song-pairs", **SONG_PAIRS_CACHE)
@@ -44,18 +46,19 @@ def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
 
     ok = [r for r in results if "quarantine" not in r]
     bad = [r["quarantine"] for r in results if "quarantine" in r]
-    out = Path(cfg.preferences.out_path)
-    report = write_report(layout.quarantine_report(out.parent), "preferences", bad, len(results))
+    paths = StagePaths.from_config(cfg)
+    out = paths.pairs_table
+    report = write_report(paths.quarantine_report(paths.preferences_dir), "preferences", bad, len(results))
     get_run_logger().info(summary_line(report))
     human = cfg.preferences.human_votes_path
     df = merge_pairs([r["rows"] for r in ok], human, cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out, index=False)
     splits = df.drop_duplicates("song_id")[["song_id", "split"]].sort_values("song_id")
-    splits.to_csv(out.parent / "splits.csv", index=False)
+    splits.to_csv(paths.splits_table, index=False)
     metrics = {**preference_metrics(df), "quarantined": len(bad), "human_votes_file": bool(human and Path(human).exists()),
                "seconds": round(sum(r["seconds"] for r in ok), 2)}
-    tracking.write_metrics(layout.METRICS_DIR / "preferences.json", metrics)
-    tracking.log_file(out.parent / "splits.csv")
+    tracking.write_metrics(paths.metrics("preferences"), metrics)
+    tracking.log_file(paths.splits_table)
     get_run_logger().info("%d pairs over %d songs -> %s", len(df), df["song_id"].nunique(), out)
     return metrics

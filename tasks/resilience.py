@@ -7,7 +7,9 @@
 * ``song_pairs_cache_key``: a Prefect cache key for the preferences stage's per-song task,
   from the content of everything that decides its output (feature file, audio, config,
   code), so a re-run of the stage -- e.g. after new human votes arrived -- re-uses every
-  song's simulated pairs and only merges again.
+  song's simulated pairs and only merges again. The code part is the preferences stage's
+  import closure (what dvc.yaml lists) without comments or docstrings, so a comment-only
+  edit, which DVC re-runs the stage for, re-uses the cached pairs instead of relabelling.
 * ``per_song(task, cfg)``: the task with ``timeout_seconds = orchestration.song_timeout_s``;
   ``settle(futures, items, stage)`` collects mapped results, turning a failed or timed-out
   song into a quarantine record instead of failing the flow.
@@ -16,7 +18,6 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
 import json
 import logging
@@ -26,7 +27,9 @@ from typing import Any, Iterable
 
 from prefect.tasks import exponential_backoff
 
+from beatedit.audio.io import file_sha256
 from beatedit.config import Config, config_to_dict
+from beatedit.devtools.import_graph import stage_code_fingerprint
 from beatedit.quarantine import QuarantineEntry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,23 +93,9 @@ IO_RETRY: dict[str, Any] = {
 
 
 # ----------------------------------------------------------------------------- caching
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=8)
-def code_hash(*packages: str) -> str:
-    """sha256 over the source files of the named top-level packages (``beatedit``, ``models``, ...)."""
-    h = hashlib.sha256()
-    for pkg in packages:
-        for p in sorted((REPO / pkg).rglob("*.py")):
-            h.update(str(p.relative_to(REPO)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+def code_hash(stage: str) -> str:
+    """Fingerprint of the code ``python -m flows.<stage>`` imports, comments and docstrings left out."""
+    return stage_code_fingerprint(stage, REPO)
 
 
 def config_hash(cfg: Config, exclude: Iterable[str] = ("orchestration", "mlflow", "ops")) -> str:
@@ -124,8 +113,8 @@ def song_pairs_cache_key(context: Any, parameters: dict[str, Any]) -> str | None
 
         path = Path(parameters["path"])
         song = SongAnalysis.load(path)
-        parts = [sha256_file(path), sha256_file(song.source_path), config_hash(parameters["cfg"]),
-                 code_hash("beatedit", "models"), sha256_file(Path(__file__).with_name("preferences.py"))]
+        parts = [file_sha256(path), file_sha256(song.source_path), config_hash(parameters["cfg"]),
+                 code_hash("preferences")]
     except Exception:  # noqa: BLE001 - any unreadable input: no cache, let the task report it
         return None
     return "song-pairs-" + hashlib.sha256("|".join(parts).encode()).hexdigest()

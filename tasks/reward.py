@@ -9,17 +9,23 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
-from beatedit import layout
 from beatedit.config import Config
+from beatedit.paths import StagePaths
 from beatedit.audio.song import SongAnalysis
 from tasks import registry, tracking
 
 
-def load_songs(song_ids: list[str] | None = None) -> dict[str, SongAnalysis]:
+def load_songs(cfg: Config, song_ids: list[str] | None = None) -> dict[str, SongAnalysis]:
     """Feature files of the listed songs (default: every song in the features index)."""
-    index = pd.read_parquet(layout.FEATURES_INDEX)
+    paths = StagePaths.from_config(cfg)
+    index = pd.read_parquet(paths.features_index)
     ids = sorted(set(index["song_id"]) if song_ids is None else set(song_ids))
-    return {sid: SongAnalysis.load(layout.FEATURES_DIR / f"{sid}.npz") for sid in ids}
+    return {sid: SongAnalysis.load(paths.feature_file(sid)) for sid in ids}
+
+
+def load_pairs(cfg: Config) -> pd.DataFrame:
+    """The preferences stage's pair table."""
+    return pd.read_parquet(StagePaths.from_config(cfg).pairs_table)
 
 
 @task(name="train-reward-model")
@@ -79,7 +85,8 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
     from models.reward_model import save_reward_model
     from tasks.mlflow_models import log_reward_model
 
-    out = Path(cfg.reward.out_path)
+    paths = StagePaths.from_config(cfg)
+    out = paths.reward_checkpoint
     save_reward_model(out, model, getattr(model, "normalizer", None), extra={"metrics": metrics, "gate_passed": gate_passed})
     run_id = mlflow.active_run().info.run_id
     model_uri = log_reward_model(out)
@@ -91,7 +98,7 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
            if become_champion else ("failed the gate" if not gate_passed else f"below the champion's accuracy {champion_acc:.3f}"))
     get_run_logger().info("registered %s version %s with aliases %s (%s)", registry.REWARD_MODEL, version, aliases, why)
     mlflow.set_tags({"reward_version": version, "reward_champion": str(become_champion)})
-    (out.parent / "registry.json").write_text(json.dumps({"version": version, "run_id": run_id, "champion": become_champion}, indent=1) + "\n")
+    paths.reward_registry.write_text(json.dumps({"version": version, "run_id": run_id, "champion": become_champion}, indent=1) + "\n")
     return {"version": version, "champion": become_champion, "reason": why}
 
 
@@ -102,7 +109,8 @@ def reward_report_task(cfg: Config, metrics: dict, history: list[dict], failures
     matplotlib.use("Agg")
     from beatedit.plots import curves_figure
 
-    plots = layout.PLOTS_DIR / "reward"
+    paths = StagePaths.from_config(cfg)
+    plots = paths.plots("reward")
     plots.mkdir(parents=True, exist_ok=True)
     if history:
         pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
@@ -113,7 +121,7 @@ def reward_report_task(cfg: Config, metrics: dict, history: list[dict], failures
     out = {**metrics, "gate_passed": not failures, "gate_failures": failures, "epochs": len(history)}
     if registered:
         out.update(registered_version=registered["version"], registered_champion=registered["champion"])
-    tracking.write_metrics(layout.METRICS_DIR / "reward.json", out)
+    tracking.write_metrics(paths.metrics("reward"), out)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "gate.txt").write_text("PASSED\n" if not failures else "FAILED\n" + "\n".join(failures) + "\n")
         tracking.log_file(Path(tmp) / "gate.txt")

@@ -9,17 +9,18 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
-from beatedit import layout
 from beatedit.config import Config, config_to_dict, render_params_yaml
+from beatedit.devtools.import_graph import stage_code_fingerprint
+from beatedit.paths import StagePaths
 from beatedit.audio.song import SongAnalysis
 from tasks import registry, tracking
 from tasks.reward import load_songs
 
 
-def songs_by_split() -> dict[str, list[SongAnalysis]]:
+def songs_by_split(cfg: Config) -> dict[str, list[SongAnalysis]]:
     """Train / validation / test songs, as the preferences stage split them (by song id, never by pair)."""
-    splits = pd.read_csv(layout.PREFERENCES_DIR / "splits.csv")
-    songs = load_songs(list(splits["song_id"]))
+    splits = pd.read_csv(StagePaths.from_config(cfg).splits_table)
+    songs = load_songs(cfg, list(splits["song_id"]))
     return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in ("train", "validation", "test")}
 
 
@@ -36,16 +37,18 @@ def mlflow_logger(prefix: str):
 
 def run_key(cfg: Config) -> str:
     """Checkpoints of one run live in a folder keyed by everything that shapes training -- params, the
-    reward model, the songs and split, and the domain + training code (``beatedit/``, ``models/``) -- so
-    a killed run re-run unchanged resumes, and a change (including a code change that makes DVC re-run
-    the stage) starts fresh instead of picking up a finished run's checkpoints."""
+    reward model, the songs and split, and the code the rlhf stage imports -- so a killed run re-run
+    unchanged resumes, and a change starts fresh instead of picking up a finished run's checkpoints.
+
+    The code part is the stage's import closure (the same files dvc.yaml lists) hashed without
+    comments, docstrings or layout: DVC still re-runs the stage on a comment-only edit (it hashes
+    bytes), but the run then resumes from its own final checkpoint instead of retraining."""
+    paths = StagePaths.from_config(cfg)
     h = hashlib.sha256()
     h.update(json.dumps({k: config_to_dict(cfg)[k] for k in ("seed", "env", "render", "dense_reward", "listener", "rlhf")}, sort_keys=True, default=str).encode())
-    for p in (Path(layout.REWARD_DIR) / "model.pt", layout.FEATURES_INDEX, layout.PREFERENCES_DIR / "splits.csv"):
+    for p in (paths.reward_checkpoint, paths.features_index, paths.splits_table):
         h.update(p.read_bytes() if p.exists() else b"-")
-    root = Path(__file__).resolve().parents[1]
-    for p in sorted([*(root / "beatedit").rglob("*.py"), *(root / "models").rglob("*.py")]):
-        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    h.update(stage_code_fingerprint("rlhf").encode())
     return h.hexdigest()[:12]
 
 
@@ -60,7 +63,7 @@ def bc_task(cfg: Config, train: list[SongAnalysis], device: str) -> tuple[object
     policy = policy_for_env(cfg.env, cfg.rlhf.policy)
     metrics = train_bc(policy, train, cfg, log=mlflow_logger("bc"), device=device)
     reference = make_reference(policy)
-    save_policy(layout.RLHF_DIR / "reference.pt", reference, extra={"bc": metrics})
+    save_policy(StagePaths.from_config(cfg).reference_checkpoint, reference, extra={"bc": metrics})
     get_run_logger().info("behaviour cloning: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
     return policy, reference, metrics
 
@@ -72,8 +75,9 @@ def ppo_task(cfg: Config, policy: object, reference: object, train: list[SongAna
     from models.ppo import train_ppo
     from models.reward_model import load_reward_model
 
-    reward_model, normalizer, _ = load_reward_model(layout.REWARD_DIR / "model.pt")
-    ckpt_dir = Path("artifacts/rlhf_runs") / run_key(cfg)
+    paths = StagePaths.from_config(cfg)
+    reward_model, normalizer, _ = load_reward_model(paths.reward_checkpoint)
+    ckpt_dir = paths.rlhf_runs_dir / run_key(cfg)
     logger = get_run_logger()
     resume = ckpt_dir if any(ckpt_dir.glob("ckpt_*.pt")) else None
     if resume:
@@ -93,9 +97,10 @@ def dpo_task(cfg: Config, policy: object, reference: object, train: list[SongAna
     from models.dpo import train_dpo
     from models.reward_model import load_reward_model
 
-    reward_model, normalizer, _ = load_reward_model(layout.REWARD_DIR / "model.pt")
-    pairs = pd.read_parquet(layout.PAIRS_TABLE)
-    ckpt_dir = Path("artifacts/rlhf_runs") / (run_key(cfg) + "-dpo")
+    paths = StagePaths.from_config(cfg)
+    reward_model, normalizer, _ = load_reward_model(paths.reward_checkpoint)
+    pairs = pd.read_parquet(paths.pairs_table)
+    ckpt_dir = paths.rlhf_runs_dir / (run_key(cfg) + "-dpo")
 
     def on_checkpoint(path: Path, step: int) -> None:
         mlflow.log_artifact(str(path), artifact_path=f"checkpoints/dpo_step_{step:08d}")
@@ -111,7 +116,7 @@ def heldout_task(cfg: Config, policy: object, reference: object, test: list[Song
     from models.heldout import compare_editors
     from models.reward_model import load_reward_model
 
-    reward_model, normalizer, _ = load_reward_model(layout.REWARD_DIR / "model.pt")
+    reward_model, normalizer, _ = load_reward_model(StagePaths.from_config(cfg).reward_checkpoint)
     _, summary = compare_editors(test, cfg, policy, reference, reward_model, normalizer, seed=cfg.evaluate.seed,
                                  n_boot=cfg.evaluate.n_bootstrap)
     keys = [k for k in summary if k.startswith("win_rate_vs_")] + ["listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar"]
@@ -143,18 +148,19 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
     from models.policy import save_policy
     from tasks.mlflow_models import log_policy_model
 
-    out = layout.RLHF_DIR / "policy.pt"
+    paths = StagePaths.from_config(cfg)
+    out = paths.policy_checkpoint
     save_policy(out, policy, extra={"algorithm": cfg.rlhf.algorithm, "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str))}})
     with tempfile.TemporaryDirectory() as tmp:
         effective = Path(tmp) / "params.yaml"
         effective.write_text(render_params_yaml(cfg) + "\n")
         model_uri = log_policy_model(out, effective)
-    reward_info = json.loads((layout.REWARD_DIR / "registry.json").read_text()) if (layout.REWARD_DIR / "registry.json").exists() else {}
+    reward_info = json.loads(paths.reward_registry.read_text()) if paths.reward_registry.exists() else {}
     run_id = mlflow.active_run().info.run_id
     version = registry.register(model_uri, registry.POLICY_MODEL, aliases=(registry.CHALLENGER,),
                                 tags={"algorithm": cfg.rlhf.algorithm, "reward_version": str(reward_info.get("version", ""))})
     info = {"version": version, "run_id": run_id, "reward_version": reward_info.get("version")}
-    (layout.RLHF_DIR / "registry.json").write_text(json.dumps(info, indent=1) + "\n")
+    paths.policy_registry.write_text(json.dumps(info, indent=1) + "\n")
     get_run_logger().info("registered %s version %s (alias challenger)", registry.POLICY_MODEL, version)
     return info
 
@@ -165,7 +171,8 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
     """metrics/rlhf.json and the DVC plots; ``other``: the compared algorithm's figures (prefixed keys)."""
     from beatedit.plots import curves_figure
 
-    plots = layout.PLOTS_DIR / "rlhf"
+    paths = StagePaths.from_config(cfg)
+    plots = paths.plots("rlhf")
     plots.mkdir(parents=True, exist_ok=True)
     train = pd.DataFrame(result.get("train_history", []))
     if len(train):
@@ -186,5 +193,5 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
                **training_figures(cfg.rlhf.algorithm, result),
                **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,
                "policy_version": registered["version"], **(other or {})}
-    tracking.write_metrics(layout.METRICS_DIR / "rlhf.json", metrics)
+    tracking.write_metrics(paths.metrics("rlhf"), metrics)
     return metrics

@@ -1,6 +1,13 @@
-"""Telemetry off for Prefect, MLflow and DVC (set before they are imported)."""
+"""Telemetry off for Prefect, MLflow and DVC (set before they are imported): the one place that knows how.
+
+Code calls ``disable_telemetry()`` at import time; tests and benchmarks that start subprocesses
+pass the subprocess's environment dict. (The Makefile and .ci export the same variables for make's
+own subprocesses.)"""
+
+from __future__ import annotations
 
 import os
+from typing import MutableMapping
 
 TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -13,6 +20,14 @@ TELEMETRY_OFF = {
 ROBUSTNESS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
-def disable_telemetry() -> None:
+def disable_telemetry(environ: MutableMapping[str, str] | None = None, force: bool = False) -> MutableMapping[str, str]:
+    """Switch telemetry off in ``environ`` (default: this process's environment) and return it.
+
+    ``force``: overwrite values already set (tests: a developer's shell must not turn telemetry back on)."""
+    env = os.environ if environ is None else environ
     for key, value in {**TELEMETRY_OFF, **ROBUSTNESS}.items():
-        os.environ.setdefault(key, value)
+        if force and key in TELEMETRY_OFF:
+            env[key] = value
+        else:
+            env.setdefault(key, value)
+    return env

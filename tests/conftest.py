@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-for _k, _v in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}.items():
-    os.environ[_k] = _v
+from tasks.telemetry import disable_telemetry
+
+disable_telemetry(force=True)
 
 from pathlib import Path  # noqa: E402
 

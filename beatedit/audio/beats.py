@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from beatedit.audio.beat_aggregate import (BeatFrames, beat_bounds, beat_chroma, beat_mfcc, checkerboard_novelty, ssm_features,
+                                           structure_features)
+from beatedit.audio.frames import FrameAnalysis, analyse_frames
 from beatedit.config import Config, FeaturesConfig
 
 
@@ -191,7 +194,7 @@ def _refine(frames: np.ndarray, oe: np.ndarray) -> np.ndarray:
 _DOWNBEAT_WEIGHTS = {"kick": 1.0, "bass": 1.0, "harmonic_change": 1.0, "loudness": 1.0, "mix_onset": 0.5}
 
 
-def _downbeat_evidence(fa, bt_frames: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+def _downbeat_evidence(fa: FrameAnalysis, bt_frames: np.ndarray, chroma: np.ndarray) -> np.ndarray:
     """Per-beat downbeat evidence: kick (drums < 150 Hz) and bass-stem onsets, harmonic change (chroma
     distance to the previous beat), loudness just after the beat (frame RMS), mix onset strength."""
     n = len(bt_frames)
@@ -298,11 +301,9 @@ def _structure(bars: np.ndarray, nov: np.ndarray, cfg: FeaturesConfig) -> tuple[
 
 
 # ----------------------------------------------------------------------------- main entry
-def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: FeaturesConfig | Config, *, frames=None) -> BeatGrid:
+def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: FeaturesConfig | Config, *,
+                frames: FrameAnalysis | None = None) -> BeatGrid:
     """Beat grid with tempo, meter, downbeats, phrases and sections (see module docstring)."""
-    from beatedit.audio.features import (_BeatFrames, analyse_frames, beat_bounds, beat_chroma, beat_mfcc, checkerboard_novelty,
-                                   ssm_features, structure_features)
-
     fcfg = _fcfg(cfg)
     fa = frames if frames is not None else analyse_frames(np.asarray(y, dtype=np.float32), sr, stems, fcfg)
     hop = fa.hop
@@ -330,7 +331,7 @@ def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: Featu
     if len(bt) > 1:
         tempo = float(60.0 / np.median(np.diff(bt)))
     bounds = beat_bounds(bt, duration)
-    bf = _BeatFrames(bounds, sr, hop, fa.n_frames)
+    bf = BeatFrames(bounds, sr, hop, fa.n_frames)
     chroma = beat_chroma(fa, bf)
     mfcc = beat_mfcc(fa, bf)
     bt_frames = np.clip(np.rint(bt * sr / hop).astype(np.int64), 0, fa.n_frames - 1)

@@ -207,10 +207,6 @@ def _demucs_weights(cfg: StemsConfig) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix in (".th", ".pt", ".yaml"))
 
 
-def demucs_available(cfg: StemsConfig) -> bool:
-    return bool(_demucs_weights(cfg))
-
-
 def separate_demucs(y: np.ndarray, sr: int, cfg: StemsConfig) -> dict[str, np.ndarray]:
     """Demucs with local weights only. Raises StemBackendError (never downloads)."""
     weights = _demucs_weights(cfg)

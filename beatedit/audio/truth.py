@@ -16,7 +16,6 @@ beat-index lists.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +25,6 @@ _SDR_EPS = 1e-7
 
 # ground-truth stem files -> our stem names
 TRUTH_STEM_MAP: dict[str, tuple[str, ...]] = {"drums": ("drums",), "bass": ("bass",), "other": ("harmony", "lead")}
-
-
-def load_truth(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def _f_measure(ref: np.ndarray, est: np.ndarray, window: float) -> float:
@@ -133,11 +128,3 @@ def corpus_stem_sdr(stems: dict[str, np.ndarray], stems_dir: str | Path, sr: int
     """SDR (dB) of each estimated stem against the corpus's ground-truth stems."""
     ref = load_truth_stems(stems_dir, sr)
     return {name: stem_sdr(stems[name], ref[name]) for name in TRUTH_STEM_MAP}
-
-
-def mix_baseline_sdr(stems_dir: str | Path, sr: int) -> dict[str, float]:
-    """Reference point: SDR of using the whole mix (sum of true stems) as every stem's estimate."""
-    ref = load_truth_stems(stems_dir, sr)
-    n = min(len(v) for v in ref.values())
-    mix = sum(v[:n].astype(np.float64) for v in ref.values())
-    return {name: stem_sdr(mix, ref[name]) for name in ref}

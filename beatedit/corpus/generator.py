@@ -32,7 +32,7 @@ spread in target RMS) vary per song.
 Exactness: each stem is quantised to int16 first and the mix is their exact integer sum (headroom
 keeps every stem and the sum inside int16), so reading the files back, ``sum(stems) == mix``.
 
-Output layout under ``out_root`` (the pipeline passes ``data/corpus``, see ``beatedit.layout``)::
+Output layout under ``out_root`` (the pipeline passes ``data/corpus``, ``data.corpus_dir``, see ``beatedit.paths``)::
 
     audio/<id>.wav              mix, mono PCM_16 at cfg.sample_rate
     stems/<id>/<stem>.flac      drums, bass, harmony, lead; mono PCM_16

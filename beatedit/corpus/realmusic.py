@@ -250,7 +250,7 @@ def build_real_music(out_dir: str | Path, pieces: tuple[Piece, ...] | list[Piece
 
 def evaluate_real_music(songs: list[RealSong], cfg, cache_dir: str | Path) -> list[dict]:
     """Run the front end on each rendered piece; beat / downbeat F-measure, meter, tempo per piece."""
-    from beatedit.audio.features import analyse_song
+    from beatedit.audio.analysis import analyse_song
     from beatedit.audio.stems import StemCache
     from beatedit.audio.truth import song_beat_metrics
 

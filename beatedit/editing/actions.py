@@ -67,4 +67,11 @@ ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 #: Stored in checkpoints; a checkpoint trained on another vocabulary is refused.
 ACTION_VOCAB_VERSION: str = "actions-v1:" + ",".join(ACTION_NAMES)
 
+_COPIES = {Action.KEEP: 1, Action.CUT: 0, Action.CUT_TO_NEXT_BAR: 0, Action.CUT_TO_NEXT_PHRASE: 0, Action.LOOP_BEAT: 2,
+           Action.LOOP_BAR: 2, Action.REPEAT_PHRASE: 2, Action.FADE_IN: 1, Action.FADE_OUT: 1, Action.END: 0}
+#: Indexed by action id: how many times each source beat an action consumes is heard in the output
+#: (the "output" column of the table above: cuts/END 0, loops/repeats 2, others 1). Ints, so each
+#: user picks its own dtype (the edit program's sample counts, the env's int64, the reward model's floats).
+COPIES_PER_ACTION: tuple[int, ...] = tuple(_COPIES[a] for a in Action)
+
 assert N_ACTIONS == 10

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -293,6 +294,24 @@ class EditResult:
     def duration(self) -> float:
         """Output duration in seconds (== rendered length / source_sr)."""
         return self.edl.duration
+
+
+def output_arrays(edit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(src int64 [m], gain0 float64 [m], gain1 float64 [m])``: the beats an edit plays, in output order.
+
+    Accepts an ``EditResult`` (its ``output_beats``), a list of ``(src, gain0, gain1)`` triples, an
+    array ``[m, 3]``, or plain source beat indices (gains 1), so the judges can score any of them.
+    """
+    ob = getattr(edit, "output_beats", edit)
+    a = np.asarray(ob, dtype=np.float64)
+    if a.size == 0:
+        z = np.zeros(0)
+        return z.astype(np.int64), z, z
+    if a.ndim == 1:
+        return a.astype(np.int64), np.ones(len(a)), np.ones(len(a))
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"output_beats must be (source_beat, gain0, gain1) triples, got shape {a.shape}")
+    return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
 
 
 def _crossfade_samples(crossfade_ms: float, sr: int) -> int:

@@ -94,6 +94,14 @@ def _check_source(edl: EDL, src: np.ndarray) -> np.ndarray:
     return src.astype(np.float32, copy=False)
 
 
+def _prepared(edl: EDL, source: np.ndarray | None, crossfade_ms: float | None) -> tuple[EDL, np.ndarray]:
+    """The EDL as it will be played (crossfades re-timed when asked, validated) and its checked source audio."""
+    if crossfade_ms is not None:
+        edl = with_crossfade(edl, crossfade_ms)
+    edl.validate()
+    return edl, _check_source(edl, load_source(edl) if source is None else source)
+
+
 def _render_raw(edl: EDL, src: np.ndarray) -> np.ndarray:
     ch = src.shape[0]
     limit = min(src.shape[1], edl.source_samples)
@@ -155,10 +163,7 @@ def render(edl: EDL, source: np.ndarray | None = None, crossfade_ms: float | Non
     crossfade (default: the EDL's own). ``target_lufs``: loudness-normalise.
     Invalid EDLs raise ``EDLError`` naming the problem.
     """
-    if crossfade_ms is not None:
-        edl = with_crossfade(edl, crossfade_ms)
-    edl.validate()
-    src = _check_source(edl, load_source(edl) if source is None else source)
+    edl, src = _prepared(edl, source, crossfade_ms)
     out = _render_raw(edl, src)
     if target_lufs is not None:
         out, _ = loudness_normalise(out, edl.source_sr, target_lufs, limit_peak)
@@ -181,10 +186,7 @@ def write_edit(edl: EDL, out_wav: str | Path, source: np.ndarray | None = None,
     """
     cfg = cfg or RenderConfig()
     out_wav = Path(out_wav)
-    if crossfade_ms is not None:
-        edl = with_crossfade(edl, crossfade_ms)
-    edl.validate()
-    src = _check_source(edl, load_source(edl) if source is None else source)
+    edl, src = _prepared(edl, source, crossfade_ms)
     audio = _render_raw(edl, src)
     render_info: dict = {"target_lufs": None, "wav_subtype": cfg.wav_subtype}
     if cfg.target_lufs is not None:

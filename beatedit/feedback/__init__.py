@@ -11,10 +11,10 @@
 Never imports prefect, mlflow or dvc. See docs/feedback.md.
 """
 
-from .export import PREFERENCE_COLUMNS, export_votes
+from .export import export_votes
 from .queue import PairSpec, load_manifest, pair_from_renders, write_pair_manifest
 
-__all__ = ["PREFERENCE_COLUMNS", "PairSpec", "export_votes", "load_manifest", "pair_from_renders", "write_pair_manifest",
+__all__ = ["PairSpec", "export_votes", "load_manifest", "pair_from_renders", "write_pair_manifest",
            "create_app", "serve", "add_feedback_cli"]
 
 

@@ -1,16 +1,13 @@
 """Export stored votes to the preference table read by the ``preferences`` stage.
 
-One row per non-skip vote, in the pair-table schema (``PREFERENCE_COLUMNS``)::
-
-    song_id, split, edl_a, edl_b (EDL JSON), actions_a, actions_b (list[int] per source beat),
-    target_ratio, choice (0 = A preferred, 1 = B, 0.5 tie), strength, p_a, gold_a, gold_b,
-    kind_a, kind_b, rater, source ("human"), timestamp (UTC)
-
-``strength`` maps the rater's 1-3 to 1/3, 2/3, 1 (no strength given: 2/3; tie: 0), the same
-[0, 1] scale as the simulated listener's ``|p - 0.5| * 2``. ``p_a``, ``gold_a`` and ``gold_b``
-are null for human rows; ``split`` is the manifest's split when given, else null (the
-preferences stage assigns it from ``song_id``). A and B are always the *manifest's* A and B —
-the presentation swap was undone when the vote was stored.
+One row per non-skip vote, in the pair-table schema (``beatedit.preferences.schema``: every
+column, in its order and dtype), so the preferences stage concatenates it with the simulated
+pairs as it is. ``strength`` maps the rater's 1-3 to 1/3, 2/3, 1 (no strength given: 2/3; tie: 0),
+the same [0, 1] scale as the simulated listener's ``|p - 0.5| * 2``. What no vote can say
+(``p_a``, ``gold_a``, ``gold_b``, ``ood``, ``ratio_a``, ``ratio_b``) holds ``HUMAN_UNKNOWN``: null,
+and ``ood`` False. ``split`` is the manifest's split when given, else null (the preferences
+stage assigns it from ``song_id``). A and B are always the *manifest's* A and B — the
+presentation swap was undone when the vote was stored.
 
 The export merges into an existing file idempotently: rows are keyed by
 (source, rater, song_id, edl_a, edl_b, timestamp); rows already present (from this or any
@@ -29,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
+from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_UNKNOWN, columns_of
+
 from .db import FeedbackDB, Pair, Vote, make_engine, migrate
 
-PREFERENCE_COLUMNS = ("song_id", "split", "edl_a", "edl_b", "actions_a", "actions_b", "target_ratio", "choice", "strength", "p_a",
-                      "gold_a", "gold_b", "kind_a", "kind_b", "rater", "source", "timestamp")
 KEY_COLUMNS = ["source", "rater", "song_id", "edl_a", "edl_b", "timestamp"]
 CHOICE_VALUE = {"a": 0.0, "b": 1.0, "tie": 0.5}
 DEFAULT_STRENGTH = 2
@@ -66,21 +63,25 @@ def votes_frame(db: FeedbackDB) -> tuple[pd.DataFrame, int]:
             "song_id": p.song_id, "split": p.split, "edl_a": p.edl_a, "edl_b": p.edl_b,
             "actions_a": [int(x) for x in json.loads(p.actions_a)], "actions_b": [int(x) for x in json.loads(p.actions_b)],
             "target_ratio": float(p.target_ratio), "choice": CHOICE_VALUE[v.choice], "strength": _strength(v.choice, v.strength),
-            "p_a": None, "gold_a": None, "gold_b": None, "kind_a": p.kind_a, "kind_b": p.kind_b,
-            "rater": v.rater_id, "source": "human", "timestamp": v.created_at,
+            "kind_a": p.kind_a, "kind_b": p.kind_b, "rater": v.rater_id, "source": "human", "timestamp": v.created_at,
+            **HUMAN_UNKNOWN,
         })
-    return _normalise(pd.DataFrame.from_records(recs, columns=list(PREFERENCE_COLUMNS))), skipped
+    return _normalise(pd.DataFrame.from_records(recs, columns=list(COLUMN_NAMES))), skipped
 
 
 def _normalise(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.loc[:, list(PREFERENCE_COLUMNS)].copy()
-    for c in ("target_ratio", "choice", "strength", "p_a", "gold_a", "gold_b"):
+    """The schema's column order and dtypes (nulls as None in str columns), so equal votes give equal bytes."""
+    df = df.loc[:, list(COLUMN_NAMES)].copy()
+    for c in columns_of("float64"):
         df[c] = pd.to_numeric(df[c], errors="raise").astype("float64")
-    for c in ("song_id", "edl_a", "edl_b", "kind_a", "kind_b", "rater", "source", "split"):
+    for c in columns_of("str") + columns_of("json"):
         df[c] = df[c].astype(object).where(df[c].notna(), None)
-    for c in ("actions_a", "actions_b"):
+    for c in columns_of("int-list"):
         df[c] = [list(map(int, x)) for x in df[c]]
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).astype("datetime64[us, UTC]")
+    for c in columns_of("bool"):
+        df[c] = df[c].where(df[c].notna(), False).astype(bool)
+    for c in columns_of("timestamp"):
+        df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[us, UTC]")
     return df
 
 
@@ -110,12 +111,13 @@ def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
             old = pd.read_parquet(out)
         except Exception as exc:  # noqa: BLE001 - report which file is bad
             raise ValueError(f"{out}: cannot read the existing preference table: {exc}") from exc
-        missing = [c for c in PREFERENCE_COLUMNS if c not in old.columns]
+        old = old.assign(**{c: v for c, v in HUMAN_UNKNOWN.items() if c not in old.columns})  # an export from before they existed
+        missing = [c for c in COLUMN_NAMES if c not in old.columns]
         if missing:
             raise ValueError(f"{out}: existing table lacks columns {missing}; refusing to merge")
         old = _normalise(old)
     else:
-        old = _normalise(pd.DataFrame(columns=list(PREFERENCE_COLUMNS)))
+        old = _normalise(pd.DataFrame(columns=list(COLUMN_NAMES)))
     key = lambda d: pd.Series([repr(t) for t in d[KEY_COLUMNS].itertuples(index=False, name=None)], index=d.index, dtype=object)  # noqa: E731
     old_keys = set(key(old)) if len(old) else set()
     fresh = new[~key(new).isin(old_keys)] if len(new) else new
@@ -126,4 +128,4 @@ def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
     return ExportReport(path=out, exported=len(new), skipped=skipped, added=len(fresh), total=len(merged))
 
 
-__all__ = ["PREFERENCE_COLUMNS", "ExportReport", "export_votes", "votes_frame"]
+__all__ = ["ExportReport", "export_votes", "votes_frame"]

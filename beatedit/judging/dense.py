@@ -79,6 +79,7 @@ import numpy as np
 from beatedit.config import DenseRewardConfig
 from beatedit.audio.schema import COLUMN_NAMES, col
 from beatedit.audio.song import SongAnalysis
+from beatedit.editing.program import output_arrays
 
 COMPONENTS: tuple[str, ...] = ("tempo", "energy", "phrase", "transition")
 
@@ -89,26 +90,6 @@ _TIMBRE_COLS = np.array([col(f"mfcc_{k}") for k in range(1, 20)])
 _HARMONY_COLS = np.array([i for i, name in enumerate(COLUMN_NAMES) if name.startswith("chroma_")])
 _FADE_EPS = 0.05  # a gain at or below this counts as faded (silent) at that end of a beat
 _MIN_BASELINE = 0.2
-
-
-def output_arrays(edit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(src int64 [m], gain0 float64 [m], gain1 float64 [m])`` from an edit.
-
-    Accepts an ``EditResult`` (uses ``.output_beats``), a list of
-    ``(src, gain0, gain1)`` tuples, an array ``[m, 3]``, or a plain sequence of
-    source beat indices (gains 1).
-    """
-    ob = getattr(edit, "output_beats", edit)
-    a = np.asarray(ob, dtype=np.float64)
-    if a.size == 0:
-        e = np.zeros(0)
-        return e.astype(np.int64), e, e
-    if a.ndim == 1:
-        ones = np.ones(len(a))
-        return a.astype(np.int64), ones, ones
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError(f"output_beats must be (src, gain0, gain1) triples, got shape {a.shape}")
-    return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
 
 
 def phrase_starts_or_default(song: SongAnalysis, default_phrase_beats: int = 8) -> np.ndarray:

@@ -40,12 +40,8 @@ Split: by song, never by pair: ``split_of(song_id)`` hashes ``"{split_seed}:{son
 split depends only on its own id and the seed, so adding songs (or human votes) never moves
 an existing song between train and validation.
 
-Pair table (``merge_pairs``; docs/contracts.md): ``song_id, split, edl_a, edl_b`` (EDL JSON),
-``actions_a, actions_b`` (per-source-beat action ids), ``target_ratio, choice`` (0 = A, 1 = B,
-0.5 tie), ``strength`` (|p_a - 0.5| * 2), ``p_a, gold_a, gold_b`` (listener totals; NaN for
-human rows without them), ``kind_a, kind_b, rater, source`` (simulated | human),
-``timestamp`` (UTC; NaT for simulated rows, so a re-run is byte-identical), plus ``ood``
-and the achieved ``ratio_a, ratio_b``.
+Pair table (``merge_pairs``): the columns of ``beatedit.preferences.schema``, shared with the
+human export (``beatedit.feedback.export``) so simulated and human rows concatenate as they are.
 """
 
 from __future__ import annotations
@@ -64,11 +60,9 @@ from beatedit.config import CANDIDATE_KINDS, Config
 from beatedit.editing.program import EditResult, EditState, action_mask, apply_action, build_edit, song_grid
 from beatedit.editing.editors import fade_decisions, heuristic_decisions, random_decisions
 from beatedit.audio.song import SongAnalysis
+from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_REQUIRED, HUMAN_UNKNOWN
 
 SPLITS = ("train", "validation", "test")
-COLUMNS = ("song_id", "split", "edl_a", "edl_b", "actions_a", "actions_b", "target_ratio", "choice", "strength", "p_a",
-           "gold_a", "gold_b", "kind_a", "kind_b", "rater", "source", "timestamp", "ood", "ratio_a", "ratio_b")
-HUMAN_REQUIRED = ("song_id", "actions_a", "actions_b", "target_ratio", "choice")
 Sampler = Callable[[SongAnalysis, float, np.random.Generator], Sequence[int]]
 
 
@@ -428,7 +422,11 @@ def song_pairs(song: SongAnalysis, audio_mono: np.ndarray | None, sr: int | None
 
 # ----------------------------------------------------------------------------- merging
 def load_human_votes(path: str | Path, cfg_all: Config | None = None) -> pd.DataFrame:
-    """Human A/B votes (same table; source=human). Split recomputed from the song id like simulated rows."""
+    """Human A/B votes (same table; source=human). Split recomputed from the song id like simulated rows.
+
+    Beyond ``HUMAN_REQUIRED`` a hand-written file may leave columns out: ``p_a`` / ``strength`` then follow
+    from the choice, the rest take placeholders and ``HUMAN_UNKNOWN``.
+    """
     path = Path(path)
     try:
         df = pd.read_parquet(path)
@@ -449,8 +447,8 @@ def load_human_votes(path: str | Path, cfg_all: Config | None = None) -> pd.Data
         df["p_a"] = np.where(df["choice"] == 0.5, 0.5, 1.0 - df["choice"])
     if "strength" not in df.columns:
         df["strength"] = (df["p_a"] - 0.5).abs() * 2
-    defaults = {"edl_a": "", "edl_b": "", "gold_a": np.nan, "gold_b": np.nan, "kind_a": "human", "kind_b": "human",
-                "rater": "unknown", "timestamp": pd.NaT, "ood": False, "ratio_a": np.nan, "ratio_b": np.nan}
+    defaults = {"edl_a": "", "edl_b": "", "kind_a": "human", "kind_b": "human", "rater": "unknown", "timestamp": pd.NaT,
+                **HUMAN_UNKNOWN}
     for col, v in defaults.items():
         if col not in df.columns:
             df[col] = v
@@ -461,10 +459,10 @@ def merge_pairs(list_of_lists: Sequence[Sequence[dict]], human_path: str | Path 
                 cfg_all: Config | None = None) -> pd.DataFrame:
     """One pair table from per-song row lists (+ human votes when ``human_path`` exists)."""
     rows = [r for rows in list_of_lists for r in rows]
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df = pd.DataFrame(rows, columns=list(COLUMN_NAMES))
     if human_path is not None and Path(human_path).exists():
-        human = load_human_votes(human_path, cfg_all)
-        df = pd.concat([df, human[list(COLUMNS)]], ignore_index=True) if len(df) else human[list(COLUMNS)].reset_index(drop=True)
+        human = load_human_votes(human_path, cfg_all)[list(COLUMN_NAMES)]
+        df = pd.concat([df, human], ignore_index=True) if len(df) else human.reset_index(drop=True)
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
     df["choice"] = df["choice"].astype(float)
     df["ood"] = df["ood"].astype(bool)

@@ -16,7 +16,9 @@ from beatedit.audio import schema
 from beatedit.audio.io import AudioError, write_wav
 from beatedit.audio.beats import BeatGrid, grid_from_downbeats, track_beats
 from beatedit.config import Config, CorpusConfig, FeaturesConfig, StemsConfig
-from beatedit.audio.features import analyse_frames, analyse_song, extract_features
+from beatedit.audio.analysis import analyse_song
+from beatedit.audio.features import extract_features
+from beatedit.audio.frames import analyse_frames
 from beatedit.audio.song import SongAnalysis
 from beatedit.audio.stems import STEM_NAMES, StemBackendError, StemCache, separate
 from beatedit.audio.truth import beat_f_measure, downbeat_f_measure, phrase_f_measure, song_beat_metrics, stem_sdr
@@ -338,12 +340,12 @@ def test_truth_metrics_can_fail():
 
 
 def test_frame_analysis_is_independent_of_block_size(song44, monkeypatch):
-    import beatedit.audio.features as feats
+    import beatedit.audio.frames as frames_mod
 
     y, _, _ = song44
     stems = separate(y, SR, StemsConfig())
     a = analyse_frames(y, SR, stems, FeaturesConfig())
-    monkeypatch.setattr(feats, "_BLOCK_FRAMES", 97)
+    monkeypatch.setattr(frames_mod, "_BLOCK_FRAMES", 97)
     b = analyse_frames(y, SR, stems, FeaturesConfig())
     for name in ("mel_db", "chroma", "contrast", "rms", "onset", "centroid", "rolloff"):
         assert np.allclose(getattr(a, name), getattr(b, name), rtol=1e-4, atol=1e-4), name

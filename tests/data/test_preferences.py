@@ -11,8 +11,9 @@ from beatedit.editing.actions import Action
 from beatedit.config import Config, PreferencesConfig
 from beatedit.editing.program import build_edit
 from beatedit.editing.editors import heuristic_decisions, random_decisions
-from beatedit.preferences.pairs import (COLUMNS, PreferenceDataError, encode_plan, generate_candidates, merge_pairs, off_bar_splice,
+from beatedit.preferences.pairs import (PreferenceDataError, encode_plan, generate_candidates, merge_pairs, off_bar_splice,
                                   over_loop, plan_of, preference_metrics, shifted_cut, song_pairs, split_of, split_songs)
+from beatedit.preferences.schema import COLUMN_NAMES
 from beatedit.audio.schema import N_FEATURES, col
 from beatedit.audio.song import SongAnalysis
 
@@ -92,7 +93,7 @@ def test_every_pair_of_a_song_carries_the_songs_split(songs):
 def test_pair_table_columns_and_values(songs):
     per_song = [song_pairs(s, None, None, SMALL) for s in songs]
     df = merge_pairs(per_song)
-    assert set(CONTRACT) <= set(df.columns) and list(df.columns) == list(COLUMNS)
+    assert set(CONTRACT) <= set(df.columns) and list(df.columns) == list(COLUMN_NAMES)
     assert len(df) == len(songs) * (12 + 4)
     n_beats = {s.song_id: s.n_beats for s in songs}
     assert all(len(a) == n_beats[s] and len(b) == n_beats[s] for s, a, b in zip(df.song_id, df.actions_a, df.actions_b))
@@ -113,7 +114,7 @@ def test_pair_table_columns_and_values(songs):
     assert sum(m[f"songs_{s}"] for s in ("train", "validation", "test")) == len(songs)
     # parquet round trip keeps everything the reward stage reads
     back = pd.read_parquet(_write(df))
-    assert list(back.columns) == list(COLUMNS) and np.array_equal(np.asarray(back.actions_a[0]), np.asarray(df.actions_a[0]))
+    assert list(back.columns) == list(COLUMN_NAMES) and np.array_equal(np.asarray(back.actions_a[0]), np.asarray(df.actions_a[0]))
 
 
 def _write(df: pd.DataFrame):

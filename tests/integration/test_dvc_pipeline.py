@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from beatedit.config import Config, config_to_dict
+from tasks.telemetry import disable_telemetry
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -46,8 +47,8 @@ def dvc_repo(tmp_path_factory):
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.prefect/\n__pycache__/\n")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(root)}
+    env = disable_telemetry({**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(root)},
+                            force=True)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("BEATEDIT_PARENT_RUN_ID", None)
     git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t"]

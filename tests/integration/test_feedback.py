@@ -17,7 +17,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from beatedit.feedback import PREFERENCE_COLUMNS, export_votes, load_manifest, pair_from_renders, write_pair_manifest
+from beatedit.feedback import export_votes, load_manifest, pair_from_renders, write_pair_manifest
+from beatedit.preferences.schema import COLUMN_NAMES
 from beatedit.feedback.app import MAX_BODY_BYTES, ServerThread, create_app
 from beatedit.feedback.db import SCHEMA_VERSION, IssuedPair, SchemaError, Vote, open_db
 from beatedit.feedback.demo import build_demo_renders
@@ -436,7 +437,7 @@ def test_export_maps_choices_merges_idempotently(server, renders, db_url, tmp_pa
     rep = export_votes(db_url, out)
     assert (rep.exported, rep.skipped, rep.added, rep.total) == (4, 1, 4, 4)
     df = pd.read_parquet(out)
-    assert tuple(df.columns) == PREFERENCE_COLUMNS
+    assert tuple(df.columns) == COLUMN_NAMES
     assert set(df["source"]) == {"human"} and set(df["rater"]) == {"alice"}
     assert df["timestamp"].is_monotonic_increasing and str(df["timestamp"].dt.tz) == "UTC"
     db = open_db(db_url)
@@ -449,6 +450,7 @@ def test_export_maps_choices_merges_idempotently(server, renders, db_url, tmp_pa
         assert row["strength"] == pytest.approx({None: 2 / 3, 1: 1 / 3, 2: 2 / 3, 3: 1.0}[v.strength] if v.choice != "tie" else 0.0)
         assert json.loads(row["edl_a"])["song_id"] == row["song_id"] and len(row["actions_a"]) == len(row["actions_b"]) == 8
         assert row["kind_a"] == "champion" and pd.isna(row["p_a"]) and pd.isna(row["gold_a"])
+        assert not row["ood"] and pd.isna(row["ratio_a"]) and pd.isna(row["ratio_b"])  # what no vote can say
     # idempotent: a re-export adds nothing and leaves the same table
     before = out.read_bytes()
     rep2 = export_votes(db_url, out)
@@ -469,7 +471,16 @@ def test_export_maps_choices_merges_idempotently(server, renders, db_url, tmp_pa
     prefs = pytest.importorskip("beatedit.preferences.pairs")
     merged = prefs.merge_pairs([[]], out)
     assert len(merged) == 6 and set(merged["source"]) == {"human"} and set(merged["choice"]) <= {0.0, 1.0, 0.5}
-    assert set(merged["split"]) <= {"train", "validation", "test"}
+    assert set(merged["split"]) <= {"train", "validation", "test"} and tuple(merged.columns) == COLUMN_NAMES
+    exported = pd.read_parquet(out)
+    for c in COLUMN_NAMES:  # the stage keeps the export's values as they are (split aside: it is recomputed)
+        if c != "split":
+            pd.testing.assert_series_equal(merged[c], exported[c], check_dtype=False, check_names=False)
+    # an export written before the table had ood / ratio_* still merges, with HUMAN_UNKNOWN filled in
+    exported.drop(columns=["ood", "ratio_a", "ratio_b"]).to_parquet(out, index=False)
+    assert export_votes(db_url, out).total == 6
+    again = pd.read_parquet(out)
+    assert tuple(again.columns) == COLUMN_NAMES and not again["ood"].any() and again["ratio_a"].isna().all()
     pd.DataFrame({"song_id": ["x"]}).to_parquet(out)
     with pytest.raises(ValueError, match="lacks columns"):
         export_votes(db_url, out)
@@ -599,7 +610,7 @@ def test_postgresql_backend(renders, tmp_path):
         assert order == sorted(m, key=m.get)
         assert count_votes(db)["total"] == 6
         df, skipped = votes_frame(db)
-        assert len(df) == 6 and skipped == 0 and tuple(df.columns) == PREFERENCE_COLUMNS
+        assert len(df) == 6 and skipped == 0 and tuple(df.columns) == COLUMN_NAMES
         with pytest.raises(Exception, match="ck_vote_strength"):
             with db.write_conn() as c:
                 c.execute(text("update votes set strength = 9"))

@@ -25,6 +25,7 @@ import requests
 
 from beatedit.config import Config, ConfigError, CorpusConfig, default_params_yaml, load_config
 from beatedit.cron import cron_problem
+from tasks.telemetry import disable_telemetry
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -40,8 +41,8 @@ def free_port() -> int:
 
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_TRACKING", "BEATEDIT_"))}
-    env.update({"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1",
+    disable_telemetry(env, force=True)
+    env.update({"PREFECT_HOME": str(tmp / "prefect-home"), "PYTHONUNBUFFERED": "1",
                 "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "PREFECT_UI_ENABLED": "false",
                 "PREFECT_RUNNER_POLL_FREQUENCY": "2", "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_LOGGING_LEVEL": "INFO"})
     env.update(extra)

@@ -12,8 +12,9 @@ import torch
 from beatedit.config import Config, PolicyConfig
 from models.checkpoint import CheckpointError
 from models.policy import policy_for_env
-from models.ppo import (adaptive_kl_coef, clipped_policy_loss, compute_gae, explained_variance, kl_penalty,
-                        latest_checkpoint, train_ppo, value_loss)
+from models.ppo import (adaptive_kl_coef, clipped_policy_loss, compute_gae, explained_variance, kl_penalty, train_ppo,
+                        value_loss)
+from models.ppo_state import latest_checkpoint
 from models.reward_model import RewardModel, RewardNormalizer
 from tests.rlhfkit import rl_song
 
@@ -190,7 +191,7 @@ def test_a_tiny_run_on_one_song_raises_its_reward():
 
 def test_monitor_targets_follow_the_evaluation_protocol_unless_fixed():
     from models.heldout import song_targets
-    from models.ppo import monitor_jobs, monitor_targets
+    from models.ppo_monitor import monitor_jobs, monitor_targets
 
     songs = [rl_song(i, n_bars=12, song_id=f"m{i}") for i in range(3)]
     cfg = Config()

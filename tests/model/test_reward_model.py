@@ -15,8 +15,7 @@ from beatedit.audio.song import SongAnalysis
 from models.checkpoint import CheckpointError
 from models.reward_model import (RewardModel, RewardNormalizer, collate, load_reward_model, save_reward_model, score_batch,
                                  window_starts)
-from models.train_reward import (GateFailed, edit_ratio, gate, saturated_fraction, train_reward_model,
-                                 validate_reward_model)
+from models.train_reward import edit_ratio, gate, saturated_fraction, train_reward_model, validate_reward_model
 
 TINY = RewardConfig(d_model=32, n_layers=2, n_heads=4, max_beats=64, window_stride=32, dropout=0.0, epochs=15, batch_size=16,
                     warmup_steps=2, lr=1e-3, patience=10, target_dropout=0.0, score_batch_size=32)
@@ -269,8 +268,7 @@ def test_gate_rejects_a_constant_model(corpus, gate_pairs):
     assert any(f.startswith("saturated_fraction") for f in failures)
     assert any(f.startswith("val_accuracy") for f in failures)
     assert any(f.startswith("val_to_ceiling") for f in failures)
-    with pytest.raises(GateFailed, match="score_std"):
-        raise GateFailed(failures)
+    assert failures == gate(m, GATE) and all(isinstance(f, str) for f in failures)  # the messages the stage fails with
 
 
 def test_gate_rejects_a_saturated_model(corpus, gate_pairs):

@@ -253,7 +253,7 @@ def test_listener_prefers_heuristic_to_random_on_generated_corpus_songs(tmp_path
     from beatedit.config import Config, CorpusConfig
     from beatedit.corpus.generator import generate_song, write_song
     from beatedit.editing.editors import edit_with
-    from beatedit.audio.features import analyse_song
+    from beatedit.audio.analysis import analyse_song
     from beatedit.audio.stems import StemCache
 
     cfg = Config()

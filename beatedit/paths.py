@@ -1,0 +1,149 @@
+"""Where each stage reads and writes, derived from params.yaml's path keys only.
+
+One source for every path: a stage writes under its config key (``features.out_dir``, ...) and
+the next stage reads through the same key, so moving an output in params.yaml moves its readers
+with it. dvc.yaml templates its outs and data deps from the same keys (``${features.out_dir}``);
+``tests/unit/test_dvc_yaml.py`` checks that dvc.yaml and ``STAGE_OUTS`` / ``STAGE_READS`` agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from beatedit.config import Config
+
+#: the name of each stage's metrics file and plots folder (the contract: metrics/<stage>.json, evaluate -> eval)
+FILE_NAMES = {"corpus": "corpus", "stems": "stems", "features": "features", "preferences": "preferences",
+                 "reward": "reward", "rlhf": "rlhf", "evaluate": "eval"}
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """Every stage's output folder (from params.yaml) and the files the stages exchange inside them."""
+
+    audio_dir: Path  # data.audio_dir: the songs (the generated corpus's audio or the user's folder)
+    corpus_dir: Path  # data.corpus_dir
+    stems_dir: Path  # stems.cache_dir
+    features_dir: Path  # features.out_dir
+    preferences_dir: Path  # preferences.out_dir
+    human_votes: Path | None  # preferences.human_votes_path (merged when it exists)
+    reward_dir: Path  # reward.out_dir
+    rlhf_dir: Path  # rlhf.out_dir
+    rlhf_runs_dir: Path  # rlhf.runs_dir
+    evaluate_dir: Path  # evaluate.out_dir
+    metrics_dir: Path  # metrics_dir
+    plots_dir: Path  # plots_dir
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> StagePaths:
+        human = cfg.preferences.human_votes_path
+        return cls(audio_dir=Path(cfg.data.audio_dir), corpus_dir=Path(cfg.data.corpus_dir), stems_dir=Path(cfg.stems.cache_dir),
+                   features_dir=Path(cfg.features.out_dir), preferences_dir=Path(cfg.preferences.out_dir),
+                   human_votes=Path(human) if human else None, reward_dir=Path(cfg.reward.out_dir), rlhf_dir=Path(cfg.rlhf.out_dir),
+                   rlhf_runs_dir=Path(cfg.rlhf.runs_dir), evaluate_dir=Path(cfg.evaluate.out_dir),
+                   metrics_dir=Path(cfg.metrics_dir), plots_dir=Path(cfg.plots_dir))
+
+    # corpus: the generator writes audio/, stems/, truth/ under corpus_dir; both modes write the manifest
+    @property
+    def corpus_manifest(self) -> Path:
+        return self.corpus_dir / "manifest.json"
+
+    @property
+    def corpus_stems(self) -> Path:
+        return self.corpus_dir / "stems"
+
+    @property
+    def corpus_truth(self) -> Path:
+        return self.corpus_dir / "truth"
+
+    # features
+    @property
+    def features_index(self) -> Path:
+        return self.features_dir / "index.parquet"
+
+    def feature_file(self, song_id: str) -> Path:
+        return self.features_dir / f"{song_id}.npz"
+
+    # preferences
+    @property
+    def pairs_table(self) -> Path:
+        return self.preferences_dir / "pairs.parquet"
+
+    @property
+    def splits_table(self) -> Path:
+        return self.preferences_dir / "splits.csv"
+
+    # reward
+    @property
+    def reward_checkpoint(self) -> Path:
+        return self.reward_dir / "model.pt"
+
+    @property
+    def reward_registry(self) -> Path:
+        return self.reward_dir / "registry.json"
+
+    # rlhf
+    @property
+    def policy_checkpoint(self) -> Path:
+        return self.rlhf_dir / "policy.pt"
+
+    @property
+    def reference_checkpoint(self) -> Path:
+        return self.rlhf_dir / "reference.pt"
+
+    @property
+    def policy_registry(self) -> Path:
+        return self.rlhf_dir / "registry.json"
+
+    # evaluate
+    @property
+    def eval_results(self) -> Path:
+        return self.evaluate_dir / "results.parquet"
+
+    @property
+    def eval_decision(self) -> Path:
+        return self.evaluate_dir / "decision.json"
+
+    @property
+    def eval_renders(self) -> Path:
+        return self.evaluate_dir / "renders"
+
+    # metrics and plots
+    def metrics(self, stage: str) -> Path:
+        return self.metrics_dir / f"{FILE_NAMES[stage]}.json"
+
+    def plots(self, stage: str) -> Path:
+        return self.plots_dir / FILE_NAMES[stage]
+
+    @staticmethod
+    def quarantine_report(stage_out: Path) -> Path:
+        return Path(stage_out) / "quarantine.json"
+
+
+def stage_outs(p: StagePaths) -> dict[str, list[str]]:
+    """Each stage's DVC ``outs`` (what dvc.yaml must declare)."""
+    return {"corpus": [str(p.corpus_dir)], "stems": [str(p.stems_dir)], "features": [str(p.features_dir)],
+            "preferences": [str(p.preferences_dir)], "reward": [str(p.reward_dir)], "rlhf": [str(p.rlhf_dir)],
+            "evaluate": [str(p.evaluate_dir)]}
+
+
+def stage_reads(p: StagePaths) -> dict[str, list[str]]:
+    """Each stage's data deps: the upstream outputs it reads (what dvc.yaml must declare besides code)."""
+    audio, corpus = str(p.audio_dir), str(p.corpus_dir)
+    feats, prefs, reward, rlhf = str(p.features_dir), str(p.preferences_dir), str(p.reward_dir), str(p.rlhf_dir)
+    return {"corpus": [], "stems": [corpus, audio], "features": [corpus, str(p.stems_dir), audio], "preferences": [feats, audio],
+            "reward": [feats, prefs], "rlhf": [feats, prefs, reward], "evaluate": [feats, prefs, reward, rlhf]}
+
+
+def stage_metrics(p: StagePaths) -> dict[str, list[str]]:
+    """Each stage's DVC ``metrics`` file."""
+    return {stage: [str(p.metrics(stage))] for stage in FILE_NAMES}
+
+
+def stage_plots(p: StagePaths) -> dict[str, list[str]]:
+    """Each stage's DVC ``plots`` files."""
+    return {"corpus": [], "stems": [], "features": [str(p.plots("features") / "beat_grid.png")], "preferences": [],
+            "reward": [str(p.plots("reward") / "history.csv")],
+            "rlhf": [str(p.plots("rlhf") / "training.csv"), str(p.plots("rlhf") / "overoptimization.csv")],
+            "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv")]}

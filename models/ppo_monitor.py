@@ -1,0 +1,143 @@
+"""The over-optimisation monitor of RLHF training, and checkpoint selection by gold.
+
+Optimising a learned reward eventually raises the proxy while the true preference falls
+(Gao et al. 2022). So, every few updates, greedy edits of validation songs are scored by
+the learned reward (proxy), the simulated listener (gold) and their KL to the reference;
+the policy with the best gold is the one kept. PPO and DPO share these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from beatedit.audio.song import SongAnalysis
+from beatedit.config import Config
+from beatedit.editing.editors import edit_with
+from beatedit.judging.listener import score_edit
+
+from models.checkpoint import load_checkpoint
+from models.heldout import song_targets
+from models.policy import POLICY_KIND, ActorCritic, save_policy
+from models.policy_edit import edit_songs
+
+Targets = Sequence[float] | Mapping[str, Sequence[float]]  # the same targets for every song, or per song id
+
+
+def monitor_jobs(songs: Sequence[SongAnalysis], targets: Targets) -> list[tuple[SongAnalysis, float]]:
+    """(song, target) pairs in song order."""
+    if isinstance(targets, Mapping):
+        return [(s, float(t)) for s in songs for t in targets[s.song_id]]
+    return [(s, float(t)) for s in songs for t in targets]
+
+
+def monitor_targets(songs: Sequence[SongAnalysis], cfg: Config) -> Targets:
+    """The monitor's edit targets: ``rlhf.eval_targets`` if set, else the held-out evaluation's protocol
+    (``evaluate.targets_per_song`` per song, spread over the env's target range), so that the checkpoint
+    chosen on validation is chosen on the same kind of jobs the test songs are scored on."""
+    if cfg.rlhf.eval_targets:
+        return tuple(cfg.rlhf.eval_targets)
+    return song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)
+
+
+def score_learned(reward_model, items: Sequence[tuple[SongAnalysis, np.ndarray, float]], device, batch_size: int) -> np.ndarray:
+    """Raw learned-reward scores of (song, beat actions, target) items, batched."""
+    from models.reward_model import score_batch
+
+    return score_batch(reward_model, [(s.features, a, t) for s, a, t in items], device, batch_size)
+
+
+def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_model, normalizer,
+                    songs: Sequence[SongAnalysis], targets: Targets, cfg: Config,
+                    device: str | torch.device = "cpu", baselines: dict[str, list[float]] | None = None,
+                    reward_batch_size: int = 64) -> dict:
+    """Greedy edits of every (song, target): proxy (normalised learned reward), gold (listener total),
+    dense total, KL to the reference (summed exact KL along the path), and -- when ``baselines``
+    (gold scores of other editors on the same jobs, in the same order) are given -- win rates."""
+    jobs = monitor_jobs(songs, targets)
+    if not jobs:
+        return {}
+    res = edit_songs(policy, [s for s, _ in jobs], [t for _, t in jobs], cfg.env, greedy=True, reference=reference,
+                     render_cfg=cfg.render, device=device)
+    gold = np.array([score_edit(s, r.edit, t, cfg=cfg.listener)["total"] for (s, t), r in zip(jobs, res)])
+    out = {"gold": float(gold.mean()), "kl": float(np.mean([r.kl for r in res])),
+           "decisions": float(np.mean([r.n_decisions for r in res])),
+           "ratio_error": float(np.mean([abs(r.edit.duration / s.duration - t) for (s, t), r in zip(jobs, res)]))}
+    if reward_model is not None:
+        raw = score_learned(reward_model, [(s, r.edit.beat_actions, t) for (s, t), r in zip(jobs, res)], device,
+                            reward_batch_size)
+        out["proxy"] = float(np.mean(normalizer(raw)))
+    for name, other in (baselines or {}).items():
+        o = np.asarray(other)
+        out[f"win_rate_vs_{name}"] = float(np.mean((gold > o + 1e-9) + 0.5 * (np.abs(gold - o) <= 1e-9)))
+    out["gold_per_job"] = gold.tolist()
+    return out
+
+
+def baseline_golds(songs: Sequence[SongAnalysis], targets: Targets, cfg: Config, seed: int = 0) -> dict[str, list[float]]:
+    """Listener totals of the heuristic and random editors on the (song, target) jobs of ``evaluate_policy``."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"heuristic": [], "random": []}
+    for s, t in monitor_jobs(songs, targets):
+        for name in out:
+            e = edit_with(name, s, t, rng=rng, cfg=cfg.env, crossfade_ms=cfg.render.crossfade_ms)
+            out[name].append(score_edit(s, e, t, cfg=cfg.listener)["total"])
+    return out
+
+
+class PPOMonitor:
+    """The monitor as PPO runs it: one history row per evaluation, the best policy by gold kept
+    (``best.pt`` in ``ckpt_dir``, or a CPU copy of the weights when there is no folder)."""
+
+    def __init__(self, policy: ActorCritic, reference: ActorCritic, reward_model, normalizer,
+                 songs: Sequence[SongAnalysis], cfg: Config, device: torch.device, ckpt_dir: Path | None,
+                 log: Callable[[dict, int], None] | None):
+        self.policy, self.reference, self.reward_model, self.normalizer = policy, reference, reward_model, normalizer
+        self.songs, self.cfg, self.device, self.ckpt_dir, self.log = list(songs), cfg, device, ckpt_dir, log
+        self.targets = monitor_targets(self.songs, cfg)
+        self.baselines = baseline_golds(self.songs, self.targets, cfg, seed=cfg.rlhf.seed) if self.songs else {}
+        self.history: list[dict] = []
+        self.best: dict = {"gold": -np.inf, "update": -1, "path": None}
+        self.best_state: dict | None = None
+
+    def restore(self, history: list[dict], best: dict, best_state: dict | None) -> None:
+        """Continue from a resumed run's monitor state."""
+        self.history, self.best = history, best
+        if best["path"] is None and best_state is not None:
+            self.best_state = best_state
+
+    def __call__(self, update: int, global_step: int, kl_coef: float) -> dict:
+        """Evaluate the policy now; record the row, keep it if it is the best so far, log ``eval/*``."""
+        ev = evaluate_policy(self.policy, self.reference, self.reward_model, self.normalizer, self.songs, self.targets,
+                             self.cfg, self.device, self.baselines, self.cfg.rlhf.reward_batch_size)
+        if not ev:
+            return {}
+        row = {"update": update, "global_step": global_step, "kl_coef": kl_coef,
+               **{k: v for k, v in ev.items() if k != "gold_per_job"}}
+        row["gold_heuristic"] = float(np.mean(self.baselines["heuristic"]))
+        self.history.append(row)
+        if ev["gold"] > self.best["gold"]:
+            self.best = {"gold": ev["gold"], "update": update, "path": None}
+            if self.ckpt_dir is not None:
+                self.best["path"] = str(save_policy(self.ckpt_dir / "best.pt", self.policy,
+                                                    extra={"update": update, "gold": ev["gold"], "global_step": global_step}))
+                self.best_state = None
+            else:
+                self.best_state = {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()}
+        metrics = {f"eval/{k}": v for k, v in row.items() if k not in ("update", "global_step")}
+        metrics["eval/best_gold"] = self.best["gold"]
+        if self.log is not None:
+            self.log(metrics, global_step)
+        return row
+
+    def load_best(self) -> None:
+        """Put the best-by-gold weights into the policy (no-op when nothing was evaluated)."""
+        if self.best["update"] < 0:
+            return
+        if self.best["path"] is not None:
+            self.policy.load_state_dict(load_checkpoint(self.best["path"], kind=POLICY_KIND)["state_dict"])
+        elif self.best_state is not None:
+            self.policy.load_state_dict(self.best_state)

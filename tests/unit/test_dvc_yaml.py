@@ -1,0 +1,88 @@
+"""dvc.yaml cannot drift from the code: paths come from params.yaml's keys, code deps are the stages' import closures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import yaml
+from dvc.parsing.context import Context
+
+from beatedit.config import Config, config_to_dict, load_config
+from beatedit.devtools.import_graph import code_dep_problems, stage_closures, unresolved_imports
+from beatedit.paths import StagePaths, stage_metrics, stage_outs, stage_plots, stage_reads
+from tests.conftest import REPO
+
+STAGES = ["corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate"]
+
+
+def _entries(items: list | None) -> list[str]:
+    """dvc.yaml list entries: plain strings or one-key mappings (``path: {cache: false}``)."""
+    return [next(iter(i)) if isinstance(i, dict) else str(i) for i in items or []]
+
+
+def _resolved_stages(params: dict) -> dict:
+    """dvc.yaml's stages with ``${...}`` resolved by DVC's own templating against ``params``."""
+    return Context(params).resolve(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+
+
+def _moved_params() -> tuple[dict, Config]:
+    """params.yaml with every path key moved, so a hard-coded path in dvc.yaml no longer matches."""
+    cfg = load_config(REPO / "params.yaml")
+    moved = dataclasses.replace(
+        cfg, metrics_dir="m2", plots_dir="p2",
+        data=dataclasses.replace(cfg.data, corpus_dir="d2/corpus", audio_dir="d2/corpus/audio"),
+        stems=dataclasses.replace(cfg.stems, cache_dir="d2/stems"),
+        features=dataclasses.replace(cfg.features, out_dir="d2/features"),
+        preferences=dataclasses.replace(cfg.preferences, out_dir="d2/prefs"),
+        reward=dataclasses.replace(cfg.reward, out_dir="a2/reward"),
+        rlhf=dataclasses.replace(cfg.rlhf, out_dir="a2/rlhf"),
+        evaluate=dataclasses.replace(cfg.evaluate, out_dir="a2/evaluate"))
+    return json.loads(json.dumps(config_to_dict(moved))), moved  # tuples -> lists, as in YAML
+
+
+@pytest.mark.parametrize("which", ["params.yaml", "every path key moved"])
+def test_outs_and_data_deps_are_the_paths_modules(which):
+    if which == "params.yaml":
+        params, cfg = yaml.safe_load((REPO / "params.yaml").read_text()), load_config(REPO / "params.yaml")
+    else:
+        params, cfg = _moved_params()
+    stages = _resolved_stages(params)
+    paths = StagePaths.from_config(cfg)
+    assert list(stages) == STAGES
+    expected = {"outs": stage_outs(paths), "metrics": stage_metrics(paths), "plots": stage_plots(paths)}
+    for stage, st in stages.items():
+        for kind, want in expected.items():
+            assert _entries(st.get(kind)) == want[stage], f"stage {stage}: dvc.yaml {kind} {_entries(st.get(kind))} != {want[stage]} (beatedit/paths.py)"
+        data_deps = [d for d in _entries(st.get("deps")) if not d.endswith(".py")]
+        assert data_deps == stage_reads(paths)[stage], f"stage {stage}: dvc.yaml data deps {data_deps} != {stage_reads(paths)[stage]} (beatedit/paths.py)"
+
+
+def test_top_level_plots_follow_plots_dir():
+    params, cfg = _moved_params()
+    plots = Context(params).resolve(yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"])
+    files = [f for p in plots for f in ([p] if isinstance(p, str) else next(iter(p.values()))["y"])]
+    declared = {f for fs in stage_plots(StagePaths.from_config(cfg)).values() for f in fs}
+    assert files and set(files) <= declared, f"dvc.yaml plots {sorted(set(files) - declared)} are no stage's plot files"
+
+
+def test_code_deps_are_exactly_each_stages_import_closure():
+    problems = code_dep_problems(REPO / "dvc.yaml", REPO)
+    assert not problems, "\n".join(problems) + "\nfix: python -m beatedit.devtools.import_graph --write"
+
+
+def test_every_stage_import_names_a_file():
+    missing = [f"{f}:{i.lineno} imports {i.name}, which is no file" for files in stage_closures(REPO / "dvc.yaml", REPO).values()
+               for f in files for i in unresolved_imports(REPO / f, REPO)]
+    assert not sorted(set(missing)), "\n".join(sorted(set(missing)))
+
+
+def test_default_paths_are_the_pipelines_paths():
+    p = StagePaths.from_config(Config())
+    got = [p.corpus_manifest, p.stems_dir, p.features_index, p.pairs_table, p.splits_table, p.reward_checkpoint, p.policy_checkpoint,
+           p.reference_checkpoint, p.rlhf_runs_dir, p.eval_decision, p.metrics("evaluate"), p.plots("evaluate"), p.human_votes]
+    assert [str(x) for x in got] == [
+        "data/corpus/manifest.json", "data/stems", "data/features/index.parquet", "data/preferences/pairs.parquet",
+        "data/preferences/splits.csv", "artifacts/reward/model.pt", "artifacts/rlhf/policy.pt", "artifacts/rlhf/reference.pt",
+        "artifacts/rlhf_runs", "artifacts/evaluate/decision.json", "metrics/eval.json", "plots/eval", "data/feedback/human_pairs.parquet"]
