@@ -1,7 +1,8 @@
 """``beatedit``: the command line.
 
     beatedit run STAGE [--set key=value ...]     one stage's Prefect flow (or `pipeline`), with overrides
-    beatedit edit IN --target 0.6 -o OUT.wav     edit a song with the champion policy (or --editor heuristic|random|fade)
+    beatedit edit IN --duration 30 -o OUT.wav    edit a song to 30 s with the champion policy (--target 0.6: a share;
+                                                 --exact: stretch to the sample; --editor search|heuristic|fade|random)
     beatedit evaluate --model URI --audio-dir D  score a model on any folder with the simulated listener
     beatedit promote [--rollback]                promote the evaluated challenger, or restore the previous champion
     beatedit feedback serve|export               the A/B listening page and its export to preferences
@@ -41,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from beatedit.config import ConfigError, load_config
+    from beatedit.editing.target import format_seconds, parse_duration
     from app.edit import EditFileError, edit_file
 
     try:
@@ -53,11 +55,18 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 policy = load_policy_from_uri(args.model)
             except PolicySourceError as exc:
                 raise EditFileError(str(exc)) from None
-        result = edit_file(Path(args.input), args.target, Path(args.output), cfg, editor=args.editor, policy=policy, seed=args.seed)
-    except (EditFileError, ConfigError) as exc:
+        duration = parse_duration(args.duration) if args.duration is not None else None
+        target = args.target if args.target is not None or duration is not None else 0.6
+        result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
+                           editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact)
+    except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {result['wav']} ({result['duration']:.2f} s, target {args.target:.0%} of {result['source_duration']:.2f} s) and {result['edl']}")
+    err = result["duration"] - result["target_seconds"]
+    stretch = f", stretched x{result['stretch']:.4f}" if result["stretch"] else ""
+    print(f"wrote {result['wav']}: {format_seconds(result['duration'])} ({result['duration']:.3f} s; asked "
+          f"{result['target_seconds']:.3f} s, {err:+.3f} s{stretch}) of {format_seconds(result['source_duration'])}, "
+          f"and {result['edl']}")
     return 0
 
 
@@ -90,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     edit = sub.add_parser("edit", help="edit an audio file to a target length")
     edit.add_argument("input", help="audio file (wav/flac/ogg/mp3)")
-    edit.add_argument("--target", type=float, default=0.6, help="output duration / input duration, in (0, 1] (default 0.6)")
+    length = edit.add_mutually_exclusive_group()
+    length.add_argument("--duration", help="output length: seconds (30, 90s), minutes (2m, 1m05s) or m:ss (1:05)")
+    length.add_argument("--target", type=float, default=None,
+                        help="output length as a share of the input, in (0, 1] (default 0.6 when --duration is not given)")
+    edit.add_argument("--exact", action="store_true",
+                      help="time-stretch the edit (by at most 4%%, pitch kept) so the WAV is the target length to the sample")
     edit.add_argument("-o", "--output", required=True, help="output WAV; the EDL is written beside it as .edl.json")
     edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
     edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")

@@ -114,12 +114,16 @@ class EnvConfig:
     recent_actions: int = 8  # one-hot history length in the observation
     max_loops_per_episode: int = 8  # loop/repeat actions beyond this are masked
     illegal_action: Literal["keep", "raise"] = "keep"  # a masked action from a mask-unaware agent (plain SB3 PPO): "keep" plays KEEP instead and sets info["illegal_action"]; "raise" is a ValueError
+    length_guard: bool = True  # feasibility masking toward the target: END/FADE_OUT only within tolerance, no overshooting emission, no skip that makes the target unreachable (beatedit/editing/program.py)
+    length_tolerance_beats: float = 1.0  # the guard's tolerance around the target, in median beats of the song
 
     def check(self) -> str | None:
         if not (0.0 < self.target_min <= self.target_max <= 1.0):
             return f"need 0 < target_min <= target_max <= 1, got target_min={self.target_min}, target_max={self.target_max}"
         if self.window_before < 0 or self.window_after < 1 or self.recent_actions < 0 or self.max_loops_per_episode < 0:
             return "window_before, recent_actions and max_loops_per_episode must be >= 0 and window_after >= 1"
+        if not (self.length_tolerance_beats > 0 and self.length_tolerance_beats < 1e6):
+            return f"length_tolerance_beats must be a positive number, got {self.length_tolerance_beats}"
         return None
 
 
@@ -175,18 +179,39 @@ class DenseRewardConfig:
 
 @dataclass(frozen=True)
 class ListenerConfig:
+    """The simulated listener v2 (``beatedit/judging/listener.py``): what people who edit music value."""
+
     noise: float = 0.1  # Bradley-Terry temperature: P(A) = sigmoid((s_A - s_B) / noise)
     seed: int = 7
     # total = weighted mean of the components (weights normalised by their sum; see beatedit/judging/listener.py)
-    w_duration: float = 0.25  # weight of duration fit to the target ratio
-    w_alignment: float = 0.2  # weight of bar/phrase alignment of every cut
-    w_seams: float = 0.2  # weight of seam quality measured on the rendered audio
-    w_material: float = 0.15  # weight of keeping the chorus (the loudest section) at least once
-    w_structure: float = 0.2  # weight of start / ending / looping sanity
-    duration_tolerance: float = 0.02  # |output/source ratio - target| below this is a perfect fit
-    duration_scale: float = 0.05  # beyond the tolerance duration fit decays as exp(-excess / scale)
+    w_duration: float = 0.2  # weight of the length fit in seconds (the exact length editors ask for)
+    w_alignment: float = 0.1  # weight of bar/phrase alignment of every cut
+    w_seams: float = 0.15  # weight of seam quality measured on the rendered audio
+    w_ending: float = 0.15  # weight of the ending: the real ending > a section-end cadence > a fade > a stop
+    w_start: float = 0.1  # weight of the start: the real start (pre-roll, pickup) > a fade-in > a later entry
+    w_arc: float = 0.15  # weight of the arc: section types kept in order, the last chorus before the ending
+    w_fragmentation: float = 0.1  # weight of few pieces, none shorter than min_piece_bars
+    w_repetition: float = 0.05  # weight of no excessive looping / repeated material
+    duration_tolerance_beats: float = 1.0  # |output - target| up to this many beats (median beat) is a perfect fit
+    duration_scale_beats: float = 4.0  # beyond the tolerance the fit decays as exp(-excess / (this many beats))
     bar_credit: float = 0.6  # alignment credit of a cut point on a downbeat that is not a phrase start (phrase start = 1)
     phase_credit: float = 0.25  # alignment credit of a splice off the bar lines on both sides that keeps the bar phase
+    section_end_credit: float = 0.7  # ending credit of a stop at a section end (a cadence; the real ending = 1)
+    fade_credit: float = 0.5  # ending credit of a fade-out: the fallback, at most about half a real ending
+    long_fade_bars: float = 2.0  # a fade-out longer than this many bars ...
+    long_fade_factor: float = 0.8  # ... earns this share of fade_credit
+    phrase_end_credit: float = 0.4  # ending credit of an abrupt stop at a phrase end
+    bar_end_credit: float = 0.2  # ending credit of an abrupt stop at a bar end (mid-bar: 0)
+    fade_in_credit: float = 0.5  # start credit of a fade-in (the real start = 1)
+    first_downbeat_credit: float = 0.7  # start credit of entering at the first downbeat (pickup dropped)
+    section_start_credit: float = 0.5  # start credit of entering at a later section start
+    phrase_start_credit: float = 0.4  # start credit of entering at a later phrase start
+    bar_start_credit: float = 0.2  # start credit of entering at a later downbeat (elsewhere: 0)
+    section_type_similarity: float = 0.8  # sections whose mean MFCC and chroma have this cosine similarity share a type
+    any_chorus_credit: float = 0.6  # arc: keeping another chorus instance (not the last) earns this share
+    min_piece_bars: float = 2.0  # pieces shorter than this many bars count as fragments (and a type as heard after it)
+    short_piece_cost: float = 0.5  # fragmentation = 1 / (1 + cost x short pieces) x piece-count decay
+    max_free_pieces: int = 4  # pieces beyond this many decay fragmentation as exp(-excess / max_free_pieces)
     seam_window_ms: float = 50.0  # seam windows: this much rendered audio before vs after each splice
     seam_crossfade_ms: float = 10.0  # equal-power crossfade of the listener's own mono render
     seam_baseline_pct: float = 75.0  # discontinuity up to this percentile of the song's natural beat boundaries is free
@@ -198,18 +223,25 @@ class ListenerConfig:
     max_repeat_share: float = 0.25  # share of the output that repeats material beyond this is penalised
 
     def check(self) -> str | None:
-        weights = (self.w_duration, self.w_alignment, self.w_seams, self.w_material, self.w_structure)
+        weights = (self.w_duration, self.w_alignment, self.w_seams, self.w_ending, self.w_start, self.w_arc,
+                   self.w_fragmentation, self.w_repetition)
         if min(weights) < 0 or sum(weights) <= 0:
             return "listener weights must be >= 0 with a positive sum"
         if self.noise < 0:
             return "noise must be >= 0 (0 = deterministic preferences)"
-        if self.duration_scale <= 0 or self.seam_loud_scale_db <= 0 or self.seam_spec_scale_db <= 0 or self.seam_window_ms <= 0:
-            return "duration_scale, seam scales and seam_window_ms must be > 0"
+        if (self.duration_scale_beats <= 0 or self.seam_loud_scale_db <= 0 or self.seam_spec_scale_db <= 0
+                or self.seam_window_ms <= 0 or self.duration_tolerance_beats < 0):
+            return "duration_scale_beats, seam scales and seam_window_ms must be > 0, duration_tolerance_beats >= 0"
         if not 0 <= self.seam_baseline_pct <= 100:
             return "seam_baseline_pct must be in [0, 100]"
-        for name in ("bar_credit", "phase_credit", "seam_worst_weight", "max_repeat_share"):
+        for name in ("bar_credit", "phase_credit", "seam_worst_weight", "max_repeat_share", "section_end_credit",
+                     "fade_credit", "long_fade_factor", "phrase_end_credit", "bar_end_credit", "fade_in_credit",
+                     "first_downbeat_credit", "section_start_credit", "phrase_start_credit", "bar_start_credit",
+                     "section_type_similarity", "any_chorus_credit"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 return f"{name} must be in [0, 1]"
+        if self.min_piece_bars <= 0 or self.long_fade_bars <= 0 or self.max_free_pieces < 1 or self.short_piece_cost < 0:
+            return "min_piece_bars and long_fade_bars must be > 0, max_free_pieces >= 1, short_piece_cost >= 0"
         return None
 
 
@@ -329,7 +361,8 @@ class RLHFConfig:
 
 
 #: candidate edit kinds the preferences stage generates (beatedit.preferences.pairs)
-CANDIDATE_KINDS = ("random", "heuristic", "shifted_cut", "off_bar_splice", "over_loop", "wrong_length", "tail_fade", "policy")
+CANDIDATE_KINDS = ("random", "heuristic", "search", "structural", "shifted_cut", "off_bar_splice", "over_loop",
+                   "wrong_length", "tail_fade", "policy")
 
 
 @dataclass(frozen=True)
@@ -342,6 +375,8 @@ class PreferencesConfig:
     # relative share of each candidate kind among a song's candidates (0 = never generated)
     weight_random: float = 1.0  # beatedit.editing.editors.random_decisions (valid random actions)
     weight_heuristic: float = 1.0  # beatedit.editing.editors.heuristic_decisions, plus variations of it at other targets
+    weight_search: float = 1.5  # beatedit.editing.search: the beat-level search editor, at the target and a few points off it
+    weight_structural: float = 1.0  # whole sections in order, first and last always kept (intro + ... + outro)
     weight_shifted_cut: float = 1.5  # a good edit with one cut moved 1-2 beats off the bar line
     weight_off_bar_splice: float = 1.5  # a good edit with an extra splice placed mid-bar
     weight_over_loop: float = 1.0  # a good edit with several loops / repeats added

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ["bench_env.py", "bench_frontend.py", "bench_reward.py", "bench_ppo.py", "bench_dask.py"]
+BENCHES = ["bench_env.py", "bench_frontend.py", "bench_reward.py", "bench_ppo.py", "bench_dask.py", "bench_search.py"]
 
 
 def main() -> int:

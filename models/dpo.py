@@ -19,7 +19,9 @@ today), otherwise the decisions are recovered exactly from the per-beat actions
 (``policy_edit.decisions_from_beat_actions``: the action at the cursor beat is the
 decision; the replay must reproduce the per-beat actions, else the pair is rejected
 with a clear error). Pairs used: ``split == "train"``, not ``ood``, decisive
-(``choice`` 0 or 1; ties skipped), ``strength >= dpo.min_strength``.
+(``choice`` 0 or 1; ties skipped), ``strength >= dpo.min_strength``, and both edits reachable
+under the env's length guard (``within_guard``: the policy acts under it, so an off-target edit
+such as a ``wrong_length`` candidate is not a choice it has).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tqdm.auto import tqdm
 
 from beatedit.config import Config, EnvConfig
 from beatedit.editing.env import VecBeatEditEnv
+from beatedit.editing.program import build_edit
 from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic, attach_reference, save_policy
@@ -74,6 +77,15 @@ def _decisions(song: SongAnalysis, actions, edl_json, env_cfg: EnvConfig, where:
         raise ValueError(f"{where}: {exc}") from None
 
 
+def within_guard(song: SongAnalysis, decisions: Sequence[int], target_ratio: float, env_cfg: EnvConfig) -> bool:
+    """Whether the policy, which acts under the env's length guard, could take ``decisions`` at all."""
+    try:
+        build_edit(song, decisions, 0.0, target_ratio, env_cfg, guarded=True)
+    except ValueError:
+        return False
+    return True
+
+
 def build_pairs(df: pd.DataFrame, songs: Sequence[SongAnalysis], env_cfg: EnvConfig, split: str = "train",
                 min_strength: float = 0.0) -> PairSet:
     """Select and decode the usable pairs of ``split`` (see the module docstring)."""
@@ -93,6 +105,8 @@ def build_pairs(df: pd.DataFrame, songs: Sequence[SongAnalysis], env_cfg: EnvCon
         where = f"pair {k} ({row.song_id}, {split})"
         a = _decisions(s, row.actions_a, getattr(row, "edl_a", None), env_cfg, where + " edit A")
         b = _decisions(s, row.actions_b, getattr(row, "edl_b", None), env_cfg, where + " edit B")
+        if not (within_guard(s, a, float(row.target_ratio), env_cfg) and within_guard(s, b, float(row.target_ratio), env_cfg)):
+            continue  # an edit the (length-guarded) policy can never produce has no log-probability to move
         c, r = (a, b) if float(row.choice) == 0.0 else (b, a)
         song_i.append(index[row.song_id])
         target.append(float(row.target_ratio))

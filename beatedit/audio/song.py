@@ -48,11 +48,14 @@ class SongAnalysis:
 
     @property
     def beat_bounds(self) -> np.ndarray:
-        """float64 [n_beats + 1]: beat i spans [bounds[i], bounds[i+1]) seconds."""
+        """float64 [n_beats + 1]: beat i spans [bounds[i], bounds[i+1]) seconds.
+
+        The first beat starts at 0 and the last one ends at the end of the file: an edit that
+        keeps the song's start keeps any pickup or sound before the first detected beat, and one
+        that keeps its ending keeps the natural decay after the last beat (the real start and
+        ending are what editors keep; arXiv 2305.07347, fitting tools' "keep the real ending")."""
         bt = self.beat_times
-        ibi = float(np.median(np.diff(bt))) if len(bt) > 1 else 0.5
-        last_end = min(self.duration, bt[-1] + ibi)
-        return np.concatenate([bt, [max(last_end, bt[-1] + 1e-3)]])
+        return np.concatenate([[0.0], bt[1:], [max(float(self.duration), float(bt[-1]) + 1e-3)]])
 
     def validate(self, where: str = "<memory>") -> None:
         check_schema(self.schema_version, where)

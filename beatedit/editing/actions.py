@@ -15,7 +15,7 @@ starts (``SongAnalysis.bar_starts`` / ``phrase_starts``).
 | 5  | LOOP_BAR           | the bar starting at i, twice                       | next bar start         | i is a bar start, the bar is complete, budget left    |
 | 6  | REPEAT_PHRASE      | the phrase starting at i, twice                    | next phrase start      | i is a phrase start, phrase complete, budget left     |
 | 7  | FADE_IN            | beat i with gain ramp 0 -> 1                       | i + 1                  | nothing has been output yet, or the last action cut   |
-| 8  | FADE_OUT           | beats i .. end of current bar, gain ramp 1 -> 0    | episode ends           | something has been output already                     |
+| 8  | FADE_OUT           | beats i .. i+meter-1 (one bar), gain ramp 1 -> 0   | episode ends           | something has been output already                     |
 | 9  | END                | nothing; the edit stops here                       | episode ends           | something has been output and i is a bar start        |
 
 Precise rules (``beatedit.editing.program`` implements them; the vectorised env mirrors them):
@@ -25,9 +25,15 @@ Precise rules (``beatedit.editing.program`` implements them; the vectorised env 
 * "Complete" bar / phrase: another bar / phrase starts after ``i``; the bar is
   ``[i, next bar start)`` (so the song's last bar and last phrase cannot be looped).
   A song without phrase starts masks CUT_TO_NEXT_PHRASE and REPEAT_PHRASE.
-* "End of current bar" (FADE_OUT): the next bar start after ``i``, or the song's end.
-  The fade is linear in source samples over all of those beats (1 at the start of
-  beat ``i``, 0 at the end of the bar).
+* FADE_OUT lasts one bar's worth of beats (``meter``) from wherever it starts, or up to
+  the song's end: a radio fade can end on any beat, so it can land within one beat of a
+  target. The fade is linear in source samples over all of those beats (1 at the start
+  of beat ``i``, 0 at the end of the last one).
+* Length guard (``EnvConfig.length_guard``, on by default for the env, the editors and the
+  policy; ``beatedit.editing.program.LengthGuard``): with a target, END / FADE_OUT / the last
+  beat are legal only within ``length_tolerance_beats`` of it, emitting actions only while the
+  output stays below target + tolerance, skips only while the target stays reachable. The
+  mask never empties: where the guard would mask everything, the plain rules apply.
 * "The last action cut": the previous action was CUT, CUT_TO_NEXT_BAR or
   CUT_TO_NEXT_PHRASE. "Output": at least one beat has been emitted.
 * Loop budget: LOOP_BEAT, LOOP_BAR and REPEAT_PHRASE each use one of

@@ -33,40 +33,64 @@ from beatedit.config import EnvConfig, RenderConfig
 from beatedit.editing.program import (
     EditResult,
     EditState,
+    SongGrid,
     _apply_inplace,
     _mask,
     build_edit,
     check_target_ratio,
     song_grid,
+    start_state,
 )
 from beatedit.audio.schema import COLUMN_INDEX
 from beatedit.audio.song import SongAnalysis
+from beatedit.editing.search import search_decisions
 
-EDITORS = ("random", "heuristic", "fade")
+EDITORS = ("random", "heuristic", "fade", "search")
 _EMIT = np.array([Action.KEEP, Action.LOOP_BEAT, Action.LOOP_BAR, Action.REPEAT_PHRASE, Action.FADE_IN])
 _SKIP = np.array([Action.CUT, Action.CUT_TO_NEXT_BAR, Action.CUT_TO_NEXT_PHRASE])
+
+
+def _grid_and_target(song: SongAnalysis, target_ratio: float) -> tuple[SongGrid, float]:
+    """The song's grid and the target output length in source samples (the ratio checked first)."""
+    target_ratio = check_target_ratio(target_ratio)
+    g = song_grid(song)
+    return g, target_ratio * g.source_samples
 
 
 def random_decisions(song: SongAnalysis, target_ratio: float, rng: np.random.Generator,
                      cfg: EnvConfig | None = None) -> list[int]:
     cfg = cfg or EnvConfig()
-    target_ratio = check_target_ratio(target_ratio)
-    g = song_grid(song)
-    target = target_ratio * g.source_samples
-    s = EditState()
+    g, target = _grid_and_target(song, target_ratio)
+    s = start_state(song, target_ratio, cfg)
+    near = 0.5 * (s.guard.tol if s.guard is not None else 0.0)
     while not s.done:
         m = _mask(g, s, cfg.max_loops_per_episode)
-        if s.output_samples >= target and (m[Action.END] or m[Action.FADE_OUT]):
+        if s.output_samples >= target - near and (m[Action.END] or m[Action.FADE_OUT]):
             ends = [a for a in (Action.END, Action.FADE_OUT) if m[a]]
             a = int(ends[rng.integers(len(ends))])
         else:
             rem = max(int(g.bounds[g.n] - g.bounds[s.cursor]), 1)
             need = float(np.clip((target - s.output_samples) / rem, 0.05, 0.95))
             emit, skip = _EMIT[m[_EMIT]], _SKIP[m[_SKIP]]
-            group = emit if (len(skip) == 0 or (len(emit) and rng.random() < need)) else skip
-            a = int(group[rng.integers(len(group))])
+            if len(emit) == 0 and len(skip) == 0:  # only an ending is left
+                ends = [a for a in (Action.END, Action.FADE_OUT) if m[a]]
+                a = int(ends[rng.integers(len(ends))])
+            else:
+                group = emit if (len(skip) == 0 or (len(emit) and rng.random() < need)) else skip
+                a = int(group[rng.integers(len(group))])
         _apply_inplace(g, s, a, cfg.max_loops_per_episode)
     return s.decisions
+
+
+def _play(g: SongGrid, s: EditState, wish: int, max_loops: int) -> None:
+    """Play ``wish`` if the (guarded) mask allows it, else the closest legal stand-in: an editor's plan
+    gives way to the length guard instead of failing."""
+    m = _mask(g, s, max_loops)
+    for a in (wish, Action.KEEP, Action.CUT_TO_NEXT_BAR, Action.CUT, Action.END, Action.FADE_OUT):
+        if m[int(a)]:
+            _apply_inplace(g, s, int(a), max_loops)
+            return
+    _apply_inplace(g, s, int(np.flatnonzero(m)[0]), max_loops)
 
 
 def _units(song: SongAnalysis, phrase_bars: int) -> tuple[list[tuple[int, int]], bool]:
@@ -87,10 +111,8 @@ def _units(song: SongAnalysis, phrase_bars: int) -> tuple[list[tuple[int, int]],
 def heuristic_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig | None = None,
                         phrase_bars: int = 8) -> list[int]:
     cfg = cfg or EnvConfig()
-    target_ratio = check_target_ratio(target_ratio)
-    g = song_grid(song)
+    g, target = _grid_and_target(song, target_ratio)
     B = g.bounds
-    target = target_ratio * g.source_samples
     units, _ = _units(song, phrase_bars)
     rms = song.features[:, COLUMN_INDEX["rms"]].astype(np.float64)
     length = [int(B[b] - B[a]) for a, b in units]
@@ -98,60 +120,45 @@ def heuristic_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig 
     keep = [True] * len(units)
     kept = float(sum(length))
     for k in sorted(range(1, len(units)), key=lambda k: (energy[k], k)):  # unit 0 (intro start) always stays
-        if kept <= target:
-            break
-        if abs(kept - length[k] - target) < abs(kept - target):
+        if kept - length[k] >= target:  # drop quiet units while what is left still covers the target
             keep[k] = False
             kept -= length[k]
-    last = max(k for k in range(len(units)) if keep[k])
-    s = EditState()
-
-    def play(a: int) -> None:
-        _apply_inplace(g, s, a, cfg.max_loops_per_episode)
-
+    s = start_state(song, target_ratio, cfg)
+    half_beat = 0.5 * g.beat_samples
+    loops = cfg.max_loops_per_episode
     for k, (a, b) in enumerate(units):
-        if k > last:
+        if s.done:
             break
         if not keep[k]:
-            while s.cursor < b:  # skip to the unit's end on bar / phrase boundaries
+            while not s.done and s.cursor < b:  # skip to the unit's end on bar / phrase boundaries
                 c = s.cursor
                 if g.next_phrase[c] == b:
-                    play(Action.CUT_TO_NEXT_PHRASE)
+                    _play(g, s, Action.CUT_TO_NEXT_PHRASE, loops)
                 elif 0 <= g.next_bar[c] <= b:
-                    play(Action.CUT_TO_NEXT_BAR)
+                    _play(g, s, Action.CUT_TO_NEXT_BAR, loops)
                 else:
-                    play(Action.CUT)
+                    _play(g, s, Action.CUT, loops)
             continue
-        bars_in = [c for c in range(a, b) if g.is_bar_start[c]]
-        fade_at = (bars_in[-1] if bars_in else a) if k == last else None
-        while not s.done and s.cursor < b:
-            if s.cursor == fade_at and s.has_output:
-                play(Action.FADE_OUT)
+        while not s.done and s.cursor < b:  # keep; fade out over a bar where that lands on the target
+            c = s.cursor
+            fade_total = s.output_samples + B[g.fade_end[c]] - B[c]
+            if s.has_output and g.fade_end[c] < g.n and fade_total >= target - half_beat:
+                _play(g, s, Action.FADE_OUT, loops)
             else:
-                play(Action.KEEP)
-    if not s.done:  # the last kept unit had no room for a fade (e.g. one beat): fade from here
-        play(Action.FADE_OUT if s.has_output else Action.KEEP)
+                _play(g, s, Action.KEEP, loops)
     return s.decisions
 
 
 def fade_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig | None = None) -> list[int]:
     cfg = cfg or EnvConfig()
-    target_ratio = check_target_ratio(target_ratio)
-    g = song_grid(song)
+    g, target = _grid_and_target(song, target_ratio)
     B = g.bounds
-    target = target_ratio * g.source_samples
-    bars = [int(c) for c in np.flatnonzero(g.is_bar_start[:g.n])]
-    if not bars:
-        bars = [0]
-    # fading from bar start c gives an edit of B[bar_end[c]] - B[0] samples (everything before c is kept)
-    ends = np.array([B[int(g.bar_end[c])] - B[0] for c in bars], dtype=np.float64)
-    fade_at = bars[int(np.argmin(np.abs(ends - target)))]
-    s = EditState()
+    # keeping beats 0..c-1 and fading over the bar's worth of beats from c gives B[fade_end[c]] - B[0] samples
+    ends = np.array([B[int(g.fade_end[c])] - B[0] for c in range(1, g.n)], dtype=np.float64)
+    fade_at = 1 + int(np.argmin(np.abs(ends - target)))
+    s = start_state(song, target_ratio, cfg)
     while not s.done:
-        if s.cursor >= fade_at and s.has_output and g.is_bar_start[s.cursor]:  # (a fade at beat 0 waits one bar)
-            _apply_inplace(g, s, Action.FADE_OUT, cfg.max_loops_per_episode)
-        else:
-            _apply_inplace(g, s, Action.KEEP, cfg.max_loops_per_episode)
+        _play(g, s, Action.FADE_OUT if s.cursor >= fade_at else Action.KEEP, cfg.max_loops_per_episode)
     return s.decisions
 
 
@@ -166,6 +173,12 @@ def edit_with(editor_name: str, song: SongAnalysis, target_ratio: float, rng: np
         decisions = heuristic_decisions(song, target_ratio, cfg)
     elif editor_name == "fade":
         decisions = fade_decisions(song, target_ratio, cfg)
+    elif editor_name == "search":
+        decisions = search_decisions(song, target_ratio, cfg)
+        try:
+            return build_edit(song, decisions, xf, target_ratio, cfg, guarded=True)
+        except ValueError:  # no path of the search met the guard's tolerance: its best edit, unguarded
+            return build_edit(song, decisions, xf, target_ratio, cfg)
     else:
         raise ValueError(f"unknown editor {editor_name!r}; choose one of {', '.join(EDITORS)}")
-    return build_edit(song, decisions, xf, target_ratio, cfg)
+    return build_edit(song, decisions, xf, target_ratio, cfg, guarded=True)

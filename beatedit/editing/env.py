@@ -28,7 +28,7 @@ source duration``. Reward: 0 per step, ``dense_reward(...)["total"]`` at the end
 Illegal actions: the masks are in ``info["action_mask"]`` / ``action_masks()``
 (sb3-contrib's convention). A mask-unaware agent (plain SB3 PPO) may still pick a
 masked action; with ``EnvConfig.illegal_action = "keep"`` (default) the env plays
-KEEP instead (always legal while the episode runs), records
+KEEP instead (or, where the length guard masks KEEP, the first legal action), records
 ``info["illegal_action"] = True`` and ``info["requested_action"]``, and the episode's
 decisions hold the action actually played. With ``"raise"`` it is a ``ValueError``.
 """
@@ -43,7 +43,7 @@ from functools import cached_property
 import gymnasium as gym
 import numpy as np
 
-from beatedit.editing.actions import N_ACTIONS, Action
+from beatedit.editing.actions import COPIES_PER_ACTION, N_ACTIONS, Action
 from beatedit.config import DenseRewardConfig, EnvConfig, RenderConfig
 from beatedit.editing.program import (
     CUT_ACTIONS,
@@ -55,6 +55,7 @@ from beatedit.editing.program import (
     build_edit,
     check_target_ratio,
     song_grid,
+    start_state,
 )
 from beatedit.audio.schema import N_FEATURES
 from beatedit.audio.song import SongAnalysis
@@ -103,7 +104,7 @@ class _Tables:
         self.cfg = cfg
         wb, wa = cfg.window_before, cfg.window_after
         self.W = wb + wa
-        rows, row_base, tabs = [], [], {k: [] for k in ("next_bar", "next_phrase", "bar_end", "bounds",
+        rows, row_base, tabs = [], [], {k: [] for k in ("next_bar", "next_phrase", "fade_end", "bounds",
                                                          "loop_bar_ok", "repeat_phrase_ok", "is_bar_start",
                                                          "bib", "phrase_pos")}
         c_base, r_off, c_off = [], 0, 0
@@ -122,7 +123,7 @@ class _Tables:
             # cursor-indexed tables hold absolute (per-song) beat indices; -1 = none
             tabs["next_bar"].append(g.next_bar)
             tabs["next_phrase"].append(g.next_phrase)
-            tabs["bar_end"].append(g.bar_end)
+            tabs["fade_end"].append(g.fade_end)
             tabs["bounds"].append(g.bounds)
             tabs["loop_bar_ok"].append(g.loop_bar_ok)
             tabs["repeat_phrase_ok"].append(g.repeat_phrase_ok)
@@ -141,6 +142,8 @@ class _Tables:
         self.n = np.asarray([g.n for g in self.grids], dtype=np.int64)
         self.sr = np.asarray([g.sr for g in self.grids], dtype=np.int64)
         self.total_samples = np.asarray([g.source_samples for g in self.grids], dtype=np.int64)
+        self.guard_tol = np.asarray([cfg.length_tolerance_beats * g.beat_samples for g in self.grids], dtype=np.float64)
+        self.length_guard = bool(cfg.length_guard)
         for k, v in tabs.items():
             setattr(self, k, np.concatenate(v))
         # bib one-hot table (zero row for positions >= BIB_SLOTS and past the end)
@@ -180,8 +183,10 @@ class _Tables:
         return obs
 
     def masks(self, song: np.ndarray, cursor: np.ndarray, has_out: np.ndarray, last: np.ndarray,
-              loops: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """bool [E, 10]; the same rules as ``editing.action_mask``."""
+              loops: np.ndarray, done: np.ndarray, out_samples: np.ndarray | None = None,
+              target_samples: np.ndarray | None = None) -> np.ndarray:
+        """bool [E, 10]; the same rules as ``editing.action_mask`` (the length guard too, when the
+        output and target lengths are given and ``EnvConfig.length_guard`` is on)."""
         E = len(song)
         g = self.c_base[song] + cursor
         live = ~done & (cursor < self.n[song])
@@ -197,7 +202,38 @@ class _Tables:
         m[:, Action.FADE_IN] = live & _FADE_IN_AFTER[last + 1]
         m[:, Action.FADE_OUT] = live & has_out
         m[:, Action.END] = live & has_out & self.is_bar_start[g]
+        if self.length_guard and out_samples is not None and target_samples is not None:
+            m = self._guarded(m, song, cursor, out_samples, target_samples)
         return m
+
+    def dests(self, song: np.ndarray, cursor: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Cursor after each action (broadcast: ``actions`` [E] or [E, k])."""
+        g = (self.c_base[song] + cursor).reshape((-1,) + (1,) * (np.ndim(actions) - 1))
+        c = cursor.reshape(g.shape)
+        kind = _DEST_KIND[actions]
+        return np.where(kind == 0, c + 1,
+                        np.where(kind == 1, self.next_bar[g],
+                                 np.where(kind == 2, self.next_phrase[g], np.where(kind == 3, self.fade_end[g], c))))
+
+    def _guarded(self, m: np.ndarray, song: np.ndarray, cursor: np.ndarray, out_samples: np.ndarray,
+                 target_samples: np.ndarray) -> np.ndarray:
+        """``program.LengthGuard`` on every row at once; rows it would empty keep their plain mask."""
+        base = self.c_base[song]
+        dest = np.clip(self.dests(song, cursor, np.broadcast_to(_ACTION_IDS, m.shape)), 0, self.n[song][:, None])
+        b_c = self.bounds[base + cursor][:, None]
+        b_dest = self.bounds[base[:, None] + dest]
+        out = out_samples[:, None] + _OUT_MULT[None, :] * (b_dest - b_c)
+        tol = self.guard_tol[song][:, None]
+        tgt = np.asarray(target_samples, dtype=np.float64)[:, None]
+        terminal = _IS_TERMINAL[None, :] | (dest >= self.n[song][:, None])
+        emits = out > out_samples[:, None]
+        rest = (self.end_bound[song][:, None] - b_dest)
+        ok = np.where(terminal, np.abs(out - tgt) <= tol,
+                      np.where(emits, out <= tgt + tol, out + rest >= tgt - tol))
+        guarded = m & ok
+        empty = ~guarded.any(axis=1)
+        guarded[empty] = m[empty]
+        return guarded
 
 
 _ACTION_IDS = np.arange(N_ACTIONS)
@@ -207,7 +243,7 @@ _FADE_IN_AFTER[0] = True
 _FADE_IN_AFTER[[a + 1 for a in CUT_ACTIONS]] = True
 #: per action: which candidate destination (0: c+1, 1: next bar, 2: next phrase, 3: bar end, 4: c)
 _DEST_KIND = np.array([0, 0, 1, 2, 0, 1, 2, 0, 3, 4], dtype=np.int64)
-_OUT_MULT = np.array([1, 0, 0, 0, 2, 2, 2, 1, 1, 0], dtype=np.int64)
+_OUT_MULT = np.array(COPIES_PER_ACTION, dtype=np.int64)
 _IS_LOOP = np.isin(np.arange(N_ACTIONS), LOOP_ACTIONS)
 _IS_TERMINAL = np.isin(np.arange(N_ACTIONS), (Action.FADE_OUT, Action.END))
 
@@ -291,7 +327,7 @@ class BeatEditEnv(gym.Env):
             self.target_ratio = check_target_ratio(options["target_ratio"])
         else:
             self.target_ratio = float(self.np_random.uniform(self.cfg.target_min, self.cfg.target_max))
-        self.state = EditState()
+        self.state = start_state(self.song, self.target_ratio, self.cfg)
         self._started = True
         return self._obs(), {"action_mask": self.action_masks(), "song_id": self.song.song_id,
                              "target_ratio": self.target_ratio}
@@ -309,12 +345,13 @@ class BeatEditEnv(gym.Env):
                 raise ValueError(f"illegal action {Action(a).name} at beat {self.state.cursor} "
                                  f"(mask {mask.astype(int).tolist()})")
             info.update(illegal_action=True, requested_action=a)
-            a = int(Action.KEEP)
+            a = int(Action.KEEP) if mask[Action.KEEP] else int(np.argmax(mask))
         _apply_inplace(self.tables.grids[self.song_index], self.state, a, self.cfg.max_loops_per_episode)
         reward = 0.0
         terminated = self.state.done
         if terminated:
-            edit = build_edit(self.song, self.state.decisions, self.crossfade_ms, self.target_ratio, self.cfg)
+            edit = build_edit(self.song, self.state.decisions, self.crossfade_ms, self.target_ratio, self.cfg,
+                              guarded=True)
             dense = self._dense_reward(self.song, edit, self.target_ratio, self.reward_cfg)
             reward = float(dense["total"])
             info.update(edit=edit, dense=dense)
@@ -394,11 +431,13 @@ class VecBeatEditEnv:
                                     or not obs_out.flags.c_contiguous):
             raise ValueError(f"obs_out must be a C-contiguous float32 array of shape ({self.n_envs}, {self.obs_dim})")
         obs = t.observe(self.song, self.cursor, self.out_samples, self.target_samples, self.loops, self.hist, obs_out)
-        mask = t.masks(self.song, self.cursor, self.out_samples > 0, self.last, self.loops, self.done)
+        mask = t.masks(self.song, self.cursor, self.out_samples > 0, self.last, self.loops, self.done, self.out_samples,
+                       self.target_samples)
         return obs, mask
 
     def action_masks(self) -> np.ndarray:
-        return self.tables.masks(self.song, self.cursor, self.out_samples > 0, self.last, self.loops, self.done)
+        return self.tables.masks(self.song, self.cursor, self.out_samples > 0, self.last, self.loops, self.done,
+                                 self.out_samples, self.target_samples)
 
     def reset(self, song_indices: Sequence[int] | None = None, target_ratios: Sequence[float] | None = None,
               obs_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -437,21 +476,20 @@ class VecBeatEditEnv:
             raise ValueError(f"actions must be in 0..{N_ACTIONS - 1}")
         E, ar = self.n_envs, self._arange
         has_out = self.out_samples > 0
-        mask = T.masks(self.song, self.cursor, has_out, self.last, self.loops, self.done)
+        mask = T.masks(self.song, self.cursor, has_out, self.last, self.loops, self.done, self.out_samples,
+                       self.target_samples)
         legal = mask[ar, a]
         if not legal.all():
             if self.cfg.illegal_action == "raise":
                 bad = int(np.argmin(legal))
                 raise ValueError(f"env {bad}: illegal action {Action(int(a[bad])).name} at beat {self.cursor[bad]}")
             self.illegal_actions += int((~legal).sum())
-            a = np.where(legal, a, int(Action.KEEP))
+            stand_in = np.where(mask[:, Action.KEEP], int(Action.KEEP), np.argmax(mask, axis=1))
+            a = np.where(legal, a, stand_in)
         c = self.cursor
         base = T.c_base[self.song]
         g = base + c
-        kind = _DEST_KIND[a]
-        dest = np.where(kind == 0, c + 1,
-                        np.where(kind == 1, T.next_bar[g],
-                                 np.where(kind == 2, T.next_phrase[g], np.where(kind == 3, T.bar_end[g], c))))
+        dest = T.dests(self.song, c, a)
         self.out_samples += _OUT_MULT[a] * (T.bounds[base + dest] - T.bounds[g])
         self.cursor = dest
         self.loops += _IS_LOOP[a]
@@ -488,7 +526,7 @@ class VecBeatEditEnv:
         return FinishedEpisode(e, si, edit, dense, ratio)
 
     def _build(self, si: int, decisions: list[int], ratio: float, out_samples: int) -> EditResult:
-        edit = build_edit(self.songs[si], decisions, self.crossfade_ms, ratio, self.cfg)
+        edit = build_edit(self.songs[si], decisions, self.crossfade_ms, ratio, self.cfg, guarded=True)
         if edit.edl.n_samples != out_samples:
             raise RuntimeError(f"vectorised env bug: env counted {out_samples} output samples, "
                                f"the edit program {edit.edl.n_samples}")

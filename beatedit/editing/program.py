@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from beatedit.editing.actions import ACTION_VOCAB_VERSION, N_ACTIONS, Action
+from beatedit.editing.actions import ACTION_VOCAB_VERSION, COPIES_PER_ACTION, N_ACTIONS, Action
 from beatedit.config import EnvConfig
 from beatedit.editing.edl import EDL, Segment
 from beatedit.audio.song import SongAnalysis
@@ -75,8 +75,8 @@ class SongGrid:
     """Per-song integer lookup tables over cursor positions ``0..n`` (index ``n`` = past the end).
 
     ``next_bar[c]`` / ``next_phrase[c]``: first bar / phrase start strictly after ``c``,
-    or -1. ``bar_end[c]``: end (exclusive) of the bar containing ``c`` (the next bar
-    start, or ``n``). ``loop_bar_ok[c]``: ``c`` starts a complete bar (a bar starts after
+    or -1. ``fade_end[c]``: end (exclusive) of a FADE_OUT taken at ``c``: one
+    bar's worth of beats (``meter``), or the song's end. ``loop_bar_ok[c]``: ``c`` starts a complete bar (a bar starts after
     it). ``repeat_phrase_ok[c]``: likewise for phrases.
     """
 
@@ -88,7 +88,8 @@ class SongGrid:
     is_phrase_start: np.ndarray  # bool [n+1]
     next_bar: np.ndarray  # int64 [n+1]
     next_phrase: np.ndarray  # int64 [n+1]
-    bar_end: np.ndarray  # int64 [n+1]
+    fade_end: np.ndarray  # int64 [n+1]: min(c + meter, n)
+    beat_samples: float  # median beat length in samples (first and last beat, which hold the pre-roll and decay, excluded)
     loop_bar_ok: np.ndarray  # bool [n+1]
     repeat_phrase_ok: np.ndarray  # bool [n+1]
     beat_in_bar: np.ndarray  # int64 [n+1], -1 at n
@@ -97,7 +98,8 @@ class SongGrid:
     py: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for k in ("bounds", "is_bar_start", "next_bar", "next_phrase", "bar_end", "loop_bar_ok", "repeat_phrase_ok"):
+        for k in ("bounds", "is_bar_start", "next_bar", "next_phrase", "fade_end", "loop_bar_ok",
+                  "repeat_phrase_ok"):
             self.py[k] = getattr(self, k).tolist()
 
     @classmethod
@@ -120,7 +122,6 @@ class SongGrid:
 
         is_bar, is_phr = starts_mask(bars), starts_mask(phrases)
         nb, nph = next_after(bars), next_after(phrases)
-        bar_end = np.where(nb >= 0, nb, n).astype(np.int64)
         # phrase position: previous phrase start (or 0) .. next phrase start (or n)
         if len(phrases):
             k = np.searchsorted(phrases, pos, side="right") - 1
@@ -131,8 +132,12 @@ class SongGrid:
         ppos = np.where(pos < n, (pos - ps) / np.maximum(pe - ps, 1), 0.0)
         bib = np.full(n + 1, -1, dtype=np.int64)
         bib[:n] = np.asarray(song.beat_in_bar, dtype=np.int64)
-        return cls(n=n, sr=int(song.source_sr), source_samples=source_samples(song), bounds=beat_sample_bounds(song),
-                   is_bar_start=is_bar, is_phrase_start=is_phr, next_bar=nb, next_phrase=nph, bar_end=bar_end,
+        bounds = beat_sample_bounds(song)
+        inner = np.diff(bounds[1:n]) if n > 2 else np.diff(bounds)
+        fade_end = np.minimum(pos + max(1, int(song.meter)), n).astype(np.int64)
+        return cls(n=n, sr=int(song.source_sr), source_samples=source_samples(song), bounds=bounds,
+                   is_bar_start=is_bar, is_phrase_start=is_phr, next_bar=nb, next_phrase=nph,
+                   fade_end=fade_end, beat_samples=float(np.median(inner)),
                    loop_bar_ok=is_bar & (nb >= 0), repeat_phrase_ok=is_phr & (nph >= 0), beat_in_bar=bib,
                    phrase_pos=ppos.astype(np.float64))
 
@@ -153,6 +158,35 @@ def song_grid(song: SongAnalysis) -> SongGrid:
     return grid
 
 
+# ----------------------------------------------------------------------------- length guard
+@dataclass(frozen=True)
+class LengthGuard:
+    """Feasibility masking toward a target length (samples), so every editor lands within ``tol`` of it.
+
+    People asked for an exact length; cutting whole beats can always get within one beat, so the
+    program makes the rest impossible rather than leaving it to luck (or to a reward): an action is
+    masked when, after it,
+    - the episode ends (END, FADE_OUT, the song's end) more than ``tol`` away from the target;
+    - the output already exceeds ``target + tol`` (emitting more can only overshoot further);
+    - a skip leaves less source than the target still needs (``target - tol`` unreachable).
+    When those rules would mask every action (a target no edit can meet), the plain mask applies:
+    the mask never empties.
+    """
+
+    target: float  # samples
+    tol: float  # samples
+
+
+def length_guard(song: SongAnalysis, target_ratio: float | None, cfg: EnvConfig | None = None) -> LengthGuard | None:
+    """The guard for editing ``song`` to ``target_ratio`` (None when off or without a target)."""
+    cfg = cfg or EnvConfig()
+    if target_ratio is None or not cfg.length_guard:
+        return None
+    g = song_grid(song)
+    return LengthGuard(float(check_target_ratio(target_ratio)) * g.source_samples,
+                       cfg.length_tolerance_beats * g.beat_samples)
+
+
 # ----------------------------------------------------------------------------- state
 @dataclass
 class EditState:
@@ -166,6 +200,7 @@ class EditState:
     done: bool = False
     decisions: list[int] = field(default_factory=list)  # every action taken, in order
     beat_actions: list[int] = field(default_factory=list)  # per source beat passed so far
+    guard: LengthGuard | None = None  # feasibility masking toward a target length (None: off)
 
     @property
     def has_output(self) -> bool:
@@ -173,11 +208,45 @@ class EditState:
 
     def copy(self) -> "EditState":
         return EditState(self.cursor, list(self.output), self.output_samples, self.last_action, self.loops_used,
-                         self.done, list(self.decisions), list(self.beat_actions))
+                         self.done, list(self.decisions), list(self.beat_actions), self.guard)
+
+
+def _dest(g: SongGrid, c: int, a: int) -> int:
+    """Cursor after action ``a`` at ``c`` (for a legal action)."""
+    py = g.py
+    if a in (0, 1, 4, 7):
+        return c + 1
+    if a in (2, 5):
+        return py["next_bar"][c]
+    if a in (3, 6):
+        return py["next_phrase"][c]
+    if a == 8:
+        return py["fade_end"][c]
+    return c
+
+
+def _guard_allows(g: SongGrid, s: EditState, a: int) -> bool:
+    """The ``LengthGuard`` rules for a base-legal action ``a`` (True without a guard)."""
+    gd = s.guard
+    if gd is None:
+        return True
+    B = g.py["bounds"]
+    c = s.cursor
+    dest = _dest(g, c, a)
+    out = s.output_samples + COPIES_PER_ACTION[a] * (B[dest] - B[c])
+    if a in TERMINAL_ACTIONS or dest >= g.n:
+        return abs(out - gd.target) <= gd.tol
+    if out > s.output_samples:
+        return out <= gd.target + gd.tol
+    return out + (B[g.n] - B[dest]) >= gd.target - gd.tol
 
 
 def _mask(g: SongGrid, s: EditState, max_loops: int) -> np.ndarray:
-    return np.array([_is_legal(g, s, a, max_loops) for a in range(N_ACTIONS)], dtype=bool)
+    base = np.array([_is_legal(g, s, a, max_loops) for a in range(N_ACTIONS)], dtype=bool)
+    if s.guard is None:
+        return base
+    guarded = base & np.array([bool(base[a]) and _guard_allows(g, s, a) for a in range(N_ACTIONS)], dtype=bool)
+    return guarded if guarded.any() else base
 
 
 def _is_legal(g: SongGrid, s: EditState, a: int, max_loops: int) -> bool:
@@ -224,6 +293,9 @@ def _apply_inplace(g: SongGrid, s: EditState, action: int, max_loops: int) -> No
     if not _is_legal(g, s, a, max_loops):
         raise ValueError(f"action {Action(a).name} is illegal at beat {s.cursor}/{g.n} "
                          f"(has output: {s.has_output}, last action: {s.last_action}, loops used: {s.loops_used})")
+    if s.guard is not None and not _guard_allows(g, s, a) and _mask(g, s, max_loops)[a] == False:  # noqa: E712
+        raise ValueError(f"action {Action(a).name} at beat {s.cursor}/{g.n} misses the target length "
+                         f"({s.output_samples} samples so far, target {s.guard.target:.0f} +- {s.guard.tol:.0f})")
     c = s.cursor
     B = g.py["bounds"]
     out = s.output
@@ -246,14 +318,14 @@ def _apply_inplace(g: SongGrid, s: EditState, action: int, max_loops: int) -> No
     elif a == 7:  # FADE_IN
         out.append((c, 0.0, 1.0))
         dest = c + 1
-    elif a == 8:  # FADE_OUT: linear in samples over the beats up to the end of the bar
-        dest = g.py["bar_end"][c]
+    elif a == 8:  # FADE_OUT: linear in samples over one bar's worth of beats (or to the song's end)
+        dest = g.py["fade_end"][c]
         total = float(B[dest] - B[c])
         for b in range(c, dest):
             out.append((b, 1.0 - (B[b] - B[c]) / total, 1.0 - (B[b + 1] - B[c]) / total))
     else:  # END
         dest = c
-    mult = _OUTPUT_MULT[a]
+    mult = COPIES_PER_ACTION[a]  # times the consumed span [cursor, dest) is emitted
     if mult:
         s.output_samples += mult * (B[dest] - B[c])
     s.beat_actions.extend([a] * (dest - c))
@@ -264,10 +336,6 @@ def _apply_inplace(g: SongGrid, s: EditState, action: int, max_loops: int) -> No
     if a in TERMINAL_ACTIONS or dest >= g.n:
         s.done = True
         s.beat_actions.extend([int(Action.END)] * (g.n - len(s.beat_actions)))
-
-
-#: how many times the consumed span [cursor, dest) is emitted, per action id
-_OUTPUT_MULT = (1, 0, 0, 0, 2, 2, 2, 1, 1, 0)
 
 
 def apply_action(song: SongAnalysis, state: EditState, action: int, cfg: EnvConfig | None = None) -> EditState:
@@ -348,10 +416,19 @@ def segments_from_output(bounds: np.ndarray, output_beats: Sequence[tuple[int, f
     return out
 
 
+def start_state(song: SongAnalysis, target_ratio: float | None = None, cfg: EnvConfig | None = None,
+                guarded: bool = True) -> EditState:
+    """The state at the start of an edit; with ``guarded`` (and ``cfg.length_guard``) it carries the
+    ``LengthGuard`` for ``target_ratio``. Editors, the env and the policy start here."""
+    return EditState(guard=length_guard(song, target_ratio, cfg) if guarded else None)
+
+
 def build_edit(song: SongAnalysis, decisions: Sequence[int], crossfade_ms: float,
-               target_ratio: float | None = None, cfg: EnvConfig | None = None) -> EditResult:
+               target_ratio: float | None = None, cfg: EnvConfig | None = None, guarded: bool = False) -> EditResult:
     """Replay ``decisions`` from the start of the song into an ``EditResult``.
 
+    ``guarded``: replay under the ``LengthGuard`` (as the env, the editors and the policy decide);
+    off for deliberately off-target edits (the preference data's wrong-length candidates).
     Raises ``ValueError`` if an action is illegal where it is taken, if an action
     follows the end of the episode, or if the decisions stop before the episode ends.
     """
@@ -359,7 +436,7 @@ def build_edit(song: SongAnalysis, decisions: Sequence[int], crossfade_ms: float
     if target_ratio is not None:
         target_ratio = check_target_ratio(target_ratio)
     g = song_grid(song)
-    s = EditState()
+    s = start_state(song, target_ratio, cfg, guarded)
     for k, a in enumerate(decisions):
         if s.done:
             raise ValueError(f"song {song.song_id}: decision {k} ({a}) follows the end of the episode")
@@ -371,7 +448,9 @@ def build_edit(song: SongAnalysis, decisions: Sequence[int], crossfade_ms: float
     edl = EDL(source_path=song.source_path, source_sr=g.sr, source_channels=int(song.source_channels),
               source_samples=g.source_samples, segments=segs, song_id=song.song_id, target_ratio=target_ratio,
               meta={"crossfade_ms": float(crossfade_ms), "action_vocab": ACTION_VOCAB_VERSION,
-                    "source_hash": song.source_hash}).validate()
+                    "source_hash": song.source_hash,
+                    **({} if target_ratio is None else {"target_seconds": float(target_ratio) * float(song.duration)})}
+              ).validate()
     if edl.n_samples != s.output_samples:  # internal invariant: the state's length is the EDL's length
         raise RuntimeError(f"edit program bug: state says {s.output_samples} samples, EDL {edl.n_samples}")
     return EditResult(edl=edl, beat_actions=np.asarray(s.beat_actions, dtype=np.int64), decisions=list(s.decisions),

@@ -1,6 +1,7 @@
 """Renderer: EDL -> audio, at the source's sample rate and channel count.
 
-Output is the EDL's segments laid end to end, so ``len(out) == edl.n_samples`` exactly.
+Output is the EDL's segments laid end to end, so ``len(out) == edl.n_samples`` exactly (or
+``meta["exact_samples"]`` when an exact length was asked for: see below).
 
 * Gain envelope: segment sample ``m`` (0-based) is multiplied by
   ``g0 + (g1 - g0) * m / length`` (FADE_IN / FADE_OUT ramps; 1 -> 1 is a plain copy).
@@ -14,6 +15,10 @@ Output is the EDL's segments laid end to end, so ``len(out) == edl.n_samples`` e
   outside the song reads as silence. ``C = 0`` is a hard cut.
 * A boundary that is contiguous in the source is not a splice: it is played straight
   through, and any crossfade stored there is ignored.
+* Exact length: an EDL whose ``meta["exact_samples"]`` is set (``beatedit edit --exact``) is
+  time-stretched as a whole (``beatedit.editing.stretch``, Rubber Band, pitch kept) to exactly
+  that many samples after rendering, by at most ``meta["max_stretch"]`` (default 4%); the
+  factor used is reported as ``meta["stretch"]`` in the written EDL.
 * Optional loudness normalisation to ``target_lufs`` (ITU-R BS.1770 via pyloudnorm),
   then, with ``limit_peak``, a further gain reduction so the sample peak stays <= 1.0.
 """
@@ -32,6 +37,7 @@ import soundfile as sf
 
 from beatedit.config import RenderConfig
 from beatedit.editing.edl import EDL, EDLError, Segment
+from beatedit.editing.stretch import DEFAULT_MAX_CHANGE, stretch_to_length
 
 
 def load_source(edl: EDL) -> np.ndarray:
@@ -164,10 +170,18 @@ def render(edl: EDL, source: np.ndarray | None = None, crossfade_ms: float | Non
     Invalid EDLs raise ``EDLError`` naming the problem.
     """
     edl, src = _prepared(edl, source, crossfade_ms)
-    out = _render_raw(edl, src)
+    out, _ = _exact(edl, _render_raw(edl, src))
     if target_lufs is not None:
         out, _ = loudness_normalise(out, edl.source_sr, target_lufs, limit_peak)
     return out
+
+
+def _exact(edl: EDL, audio: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """Stretch to ``meta["exact_samples"]`` when the EDL asks for an exact length; returns (audio, factor)."""
+    n = edl.meta.get("exact_samples")
+    if n is None:
+        return audio, None
+    return stretch_to_length(audio, edl.source_sr, int(n), float(edl.meta.get("max_stretch", DEFAULT_MAX_CHANGE)))
 
 
 def edl_path_for(out_wav: str | Path) -> Path:
@@ -187,8 +201,10 @@ def write_edit(edl: EDL, out_wav: str | Path, source: np.ndarray | None = None,
     cfg = cfg or RenderConfig()
     out_wav = Path(out_wav)
     edl, src = _prepared(edl, source, crossfade_ms)
-    audio = _render_raw(edl, src)
+    audio, factor = _exact(edl, _render_raw(edl, src))
     render_info: dict = {"target_lufs": None, "wav_subtype": cfg.wav_subtype}
+    if factor is not None:
+        edl = dataclasses.replace(edl, meta={**edl.meta, "stretch": factor})
     if cfg.target_lufs is not None:
         audio, info = loudness_normalise(audio, edl.source_sr, cfg.target_lufs, cfg.limit_peak)
         render_info.update(info)

@@ -3,26 +3,29 @@
 Where no human raters are available, this module stands in for them: it labels
 the synthetic preference pairs the reward model learns from (``prefer``), and it
 is the yardstick of every evaluation (policy vs baselines, promotion). It is
-deliberately transparent -- five documented components, each in [0, 1] -- and
+deliberately transparent -- eight documented components, each in [0, 1] -- and
 deliberately independent of the dense reward (``beatedit/judging/dense.py``): it does
 not import it and, wherever it can, it judges from different evidence, so a
 policy cannot win by optimising one formula.
 
-``score_edit(song, edit, target_ratio, audio=None, sr=None, cfg)`` reads the edit's
-``output_beats`` (ordered ``(source_beat, gain0, gain1)``; a *splice* is a pair of
-consecutive output beats whose source indices are not ``i, i+1``) and returns:
+``score_edit(song, edit, target_ratio | target_seconds, audio=None, sr=None, cfg)`` reads the
+edit's ``output_beats`` (ordered ``(source_beat, gain0, gain1)``; a *splice* is a pair of
+consecutive output beats whose source indices are not ``i, i+1``; a *piece* is a run between
+splices) and returns eight components, each backed by what people who edit music value
+(BBC R&D 2014 listening study; arXiv 2305.07347 music rearrangement; the fitting tools
+editors use: exact length, keep the real ending, no audible seams, few pieces):
 
-- ``duration``: fit of the output length (sum of the output beats' durations)
-  to the target: ``exp(-max(0, |ratio - target| - duration_tolerance) /
-  duration_scale)`` with ``ratio = output seconds / song.duration`` (sharp: 5
-  points off the target costs ~60%). The dense reward has no duration term.
+- ``duration``: the length editors asked for, in seconds. ``exp(-max(0, |out - target| -
+  tol) / scale)`` with ``tol = duration_tolerance_beats`` and ``scale =
+  duration_scale_beats`` median beats: within one beat is perfect (what an editor can trim
+  by ear), four beats off costs ~63%. The dense reward has no duration term.
 - ``alignment``: are the cuts where a musician would cut? For every splice, the
   out-point (first source beat not played) and the in-point (first beat played
   after it) each earn 1 on a phrase/section start or the song's start/end,
   ``bar_credit`` on another downbeat, 0 elsewhere; the splice scores their mean,
   or ``phase_credit`` when both miss the bar lines but keep the bar phase. Mean
-  over splices (1 with none). Phrases come from ``song.phrase_starts`` (4-bar
-  phrases from the first downbeat when a song has none).
+  over splices (1 with none). Cuts off the bar grid were rated significantly lower
+  (BBC R&D 2014).
 - ``seams``: what a listener hears at each splice, measured on the *rendered
   audio*. With ``audio`` (the source, mono, at the analysis rate ``sr``) the
   listener renders the edit itself (``render_mono``: the output beats laid end
@@ -31,34 +34,42 @@ consecutive output beats whose source indices are not ``i, i+1``) and returns:
   after each splice: loudness jump (dB) and spectral-shape jump (mean absolute
   difference of mean-removed log band energies over 24 log-spaced bands). The
   same two numbers measured at every natural beat boundary of the source give
-  the song's own discontinuity level, per bar position of the incoming beat
-  (entering a downbeat is naturally louder than entering an off-beat); only the
-  excess over its ``seam_baseline_pct`` percentile is penalised (``exp(-excess / scale)``,
-  loudness and spectrum averaged). Without audio, the same measurement is made
-  on beat features instead (loudness of the outgoing beat's last quarter vs the
-  incoming beat's first quarter, ``rms_sub_*`` with gains; ``logmel`` shape),
-  against the same kind of natural baseline. ``seams = (1 - seam_worst_weight)
-  x mean + seam_worst_weight x worst`` (a single bad seam is what people
-  remember). The dense reward instead compares MFCC/chroma/rms_db/tempo of the
-  incoming beat with the expected/outgoing one -- other columns, other
-  question, no rendering.
-- ``material``: is the important part still there? Sections
-  (``song.section_starts``; phrases when there are fewer than two) are ranked
-  by loudness (mean square of the audio over the section, or of the ``rms``
-  column without audio); every section within ``chorus_tolerance_db`` of the
-  loudest is a chorus instance; the score is the largest share of one
-  instance's beats that the edit keeps (the chorus kept at least once).
-- ``structure``: mean of four checks: the start (song start, first downbeat or
-  a phrase start 1; another downbeat 0.4; a fade-in at least 0.5), the ending
-  (a fade-out, the song's end or a section end 1; a phrase end 0.6; a bar end
-  0.3), looping (loop-backs landing in one phrase beyond
-  ``max_loops_per_phrase`` cost ``1 / (1 + excess)``) and repetition (a share of
-  the output that repeats already-played material above ``max_repeat_share``
-  decays linearly to 0 at twice that share).
+  the song's own discontinuity level, per bar position of the incoming beat;
+  only the excess over its ``seam_baseline_pct`` percentile is penalised.
+  Without audio, the same measurement is made on beat features. ``seams = (1 -
+  seam_worst_weight) x mean + seam_worst_weight x worst`` (a single bad seam is
+  what people remember); 1 with no splice.
+- ``ending``: the song's real ending (its last beat, which spans the natural decay
+  to the end of the file, played at full gain) 1; an abrupt stop at a section end
+  (a cadence) ``section_end_credit``; a fade-out ``fade_credit`` (the fallback: fades
+  "may remove the intended end" and sound unpolished, arXiv 2305.07347), times
+  ``long_fade_factor`` beyond ``long_fade_bars``; an abrupt stop at a phrase end,
+  bar end or mid-bar ``phrase_end_credit`` / ``bar_end_credit`` / 0.
+- ``start``: the song's real start (beat 0 spans everything before the first
+  detected beat, pickups included) 1; a fade-in ``fade_in_credit``; entering at
+  the first downbeat (pickup dropped), a later section, phrase or bar start
+  ``first_downbeat_credit`` / ``section_start_credit`` / ``phrase_start_credit`` /
+  ``bar_start_credit``; elsewhere 0.
+- ``arc``: the song's shape kept as far as the length allows. Sections
+  (``song.section_starts``; phrases when there are fewer than two) get *types*
+  (``section_types``: sections with alike timbre and harmony share one). Mean of
+  three: coverage (share of types heard for at least ``min_piece_bars`` bars, out of
+  as many types as the target length can hold), order (share of splices that jump
+  forward: the song's order kept) and the last chorus (the loudest sections, within
+  ``chorus_tolerance_db``, are the chorus; the share of the *last* chorus kept, or
+  ``any_chorus_credit`` x the best-kept other instance).
+- ``fragmentation``: ``1 / (1 + short_piece_cost x pieces shorter than
+  min_piece_bars)`` times ``exp(-excess / max_free_pieces)`` for pieces beyond
+  ``max_free_pieces``: many short sections were rated significantly lower (BBC R&D 2014).
+- ``repetition``: mean of looping (loop-backs landing in one phrase beyond
+  ``max_loops_per_phrase`` cost ``1 / (1 + excess)``) and repeated material (a share of
+  the output repeating already-played beats above ``max_repeat_share`` decays
+  linearly to 0 at twice that share).
 
 ``total`` is the weighted mean of the components (``ListenerConfig.w_*``,
-normalised by their sum). The returned dict also holds two diagnostics:
-``ratio`` (achieved output/source duration) and ``n_splices``.
+normalised by their sum). The returned dict also holds diagnostics: ``ratio``
+(achieved output/source duration), ``seconds``, ``error_seconds`` (output minus target),
+``n_splices`` and ``n_pieces``.
 
 ``prefer(score_a, score_b, noise, rng)`` turns two scores into a sampled
 preference with a Bradley-Terry model: ``p_a = sigmoid((a - b) / noise)``,
@@ -78,23 +89,30 @@ from typing import Any, TypedDict
 import numpy as np
 
 from beatedit.config import ListenerConfig
-from beatedit.audio.schema import col
+from beatedit.audio.schema import COLUMNS, col
 from beatedit.audio.song import SongAnalysis
+from beatedit.editing.program import output_arrays
 
-COMPONENTS: tuple[str, ...] = ("duration", "alignment", "seams", "material", "structure")
+COMPONENTS: tuple[str, ...] = ("duration", "alignment", "seams", "ending", "start", "arc", "fragmentation", "repetition")
 
 
 class ListenerScore(TypedDict):
     """What ``score_edit`` returns (a plain dict with these keys)."""
 
-    duration: float  # [0, 1] fit to the target ratio
+    duration: float  # [0, 1] fit to the target length in seconds (tolerance: one beat)
     alignment: float  # [0, 1] cuts on phrase / bar lines
     seams: float  # [0, 1] loudness / spectral continuity at splices (rendered audio when given)
-    material: float  # [0, 1] share of the best-kept chorus instance
-    structure: float  # [0, 1] start, ending, looping, repetition
-    total: float  # weighted mean of the five
+    ending: float  # [0, 1] the song's real ending > a cadence at a section end > a fade > an abrupt stop
+    start: float  # [0, 1] the song's real start (pre-roll and pickup included) > a fade-in > a later entry
+    arc: float  # [0, 1] section types kept in order, the last chorus before the ending
+    fragmentation: float  # [0, 1] few pieces, none shorter than ~2 bars
+    repetition: float  # [0, 1] no excessive looping or repeated material
+    total: float  # weighted mean of the components
     ratio: float  # diagnostic: achieved output / source duration
+    seconds: float  # diagnostic: achieved output duration
+    error_seconds: float  # diagnostic: output duration minus the target
     n_splices: float  # diagnostic: number of splices
+    n_pieces: float  # diagnostic: number of contiguous source pieces in the output
 
 _FADED = 0.05  # a gain at or below this is silent at that end of a beat
 _N_BANDS = 24
@@ -103,21 +121,8 @@ _RMS_SUB_FIRST = col("rms_sub_0")
 _RMS_SUB_LAST = col("rms_sub_3")
 _RMS = col("rms")
 _LOGMEL = np.array([col(f"logmel_{k}") for k in range(24)])
-
-
-# ----------------------------------------------------------------------------- edit parsing
-def _output_beats(edit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(src int64, gain0, gain1) from an EditResult, a list of triples, an [m, 3] array or plain indices."""
-    ob = getattr(edit, "output_beats", edit)
-    a = np.asarray(ob, dtype=np.float64)
-    if a.size == 0:
-        z = np.zeros(0)
-        return z.astype(np.int64), z, z
-    if a.ndim == 1:
-        return a.astype(np.int64), np.ones(len(a)), np.ones(len(a))
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError(f"output_beats must be (source_beat, gain0, gain1) triples, got shape {a.shape}")
-    return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
+_MFCC = np.array([col(f"mfcc_{k}") for k in range(20)])
+_CHROMA = np.array([i for i, c in enumerate(COLUMNS) if c.name.startswith("chroma_")])
 
 
 # ----------------------------------------------------------------------------- per-song context
@@ -135,11 +140,14 @@ class _SongCtx:
     first_downbeat: int
     nat_loud_feat: np.ndarray  # features path: natural jump thresholds per bar position of the incoming beat
     nat_spec_feat: np.ndarray
+    ibi: float  # median beat duration, seconds: the unit of the duration tolerance
+    unit_type: np.ndarray  # [units] section type id (sections that sound alike share one)
 
 
 def _song_ctx(song: SongAnalysis, cfg: ListenerConfig) -> _SongCtx:
     key = (id(song.features), id(song.beat_times), id(song.bar_starts), id(song.phrase_starts), id(song.section_starts),
-           id(song.beat_in_bar), float(song.duration), int(song.meter), float(cfg.seam_baseline_pct))
+           id(song.beat_in_bar), float(song.duration), int(song.meter), float(cfg.seam_baseline_pct),
+           float(cfg.section_type_similarity))
     c = song.__dict__.get("_beatedit_listener_ctx")
     if c is not None and c.key == key:
         return c
@@ -171,10 +179,47 @@ def _song_ctx(song: SongAnalysis, cfg: ListenerConfig) -> _SongCtx:
     i = np.arange(n - 1)
     dl, ds = _feature_jumps(f, i, i + 1, np.ones(n - 1), np.ones(n - 1))
     nat_l, nat_s = _natural_thresholds(dl, ds, bib[1:], meter, cfg.seam_baseline_pct)
+    bt = np.asarray(song.beat_times, dtype=np.float64)
+    ibi = float(np.median(np.diff(bt))) if n > 1 else float(song.duration)
     c = _SongCtx(key, n, np.asarray(song.beat_bounds, dtype=np.float64), level, bib,
-                 meter, phrase_id, ustarts, uends, first_db, nat_l, nat_s)
+                 meter, phrase_id, ustarts, uends, first_db, nat_l, nat_s, ibi,
+                 section_types(f, ustarts, uends, cfg.section_type_similarity))
     song.__dict__["_beatedit_listener_ctx"] = c
     return c
+
+
+def section_types(features: np.ndarray, starts: np.ndarray, ends: np.ndarray, similarity: float) -> np.ndarray:
+    """Section type ids (0, 1, ...) in order of first appearance: sections that sound alike share a type.
+
+    A section's fingerprint is its mean timbre (MFCC, z-scored over the song) and mean harmony (chroma,
+    centred); sections join the first type whose running fingerprint has cosine similarity >= ``similarity``
+    in both. The song's arc is this sequence of types (intro, verse, chorus, verse, chorus, outro -> 0 1 2 1 2 3):
+    what rearrangement research keeps when it restricts cuts to segments with the same musical function."""
+    mf = features[:, _MFCC].astype(np.float64)
+    mf = (mf - mf.mean(axis=0)) / (mf.std(axis=0) + 1e-9)
+    ch = features[:, _CHROMA].astype(np.float64)
+    ch = ch - ch.mean(axis=1, keepdims=True)
+    types = np.zeros(len(starts), dtype=np.int64)
+    cents: list[tuple[np.ndarray, np.ndarray, int]] = []
+    for u, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+        m, c = mf[a:b].mean(axis=0), ch[a:b].mean(axis=0)
+        best, best_sim = -1, -np.inf
+        for t, (cm, cc, k) in enumerate(cents):
+            sim = min(_cos(m, cm), _cos(c, cc))
+            if sim >= similarity and sim > best_sim:
+                best, best_sim = t, sim
+        if best < 0:
+            cents.append((m, c, 1))
+            types[u] = len(cents) - 1
+        else:
+            cm, cc, k = cents[best]
+            cents[best] = ((cm * k + m) / (k + 1), (cc * k + c) / (k + 1), k + 1)
+            types[u] = best
+    return types
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 def _feature_jumps(f: np.ndarray, left: np.ndarray, right: np.ndarray, gain_out: np.ndarray, gain_in: np.ndarray
@@ -231,7 +276,7 @@ def render_mono(song: SongAnalysis, edit: Any, audio: np.ndarray, sr: int, cross
     (output sample index of each splice).
     """
     y_src = _mono(audio)
-    src, g0, g1 = _output_beats(edit)
+    src, g0, g1 = output_arrays(edit)
     B = _sample_bounds(song, sr, len(y_src))
     a, b = B[src], B[src + 1]
     L = b - a
@@ -363,26 +408,32 @@ def _seam_scores(dl: np.ndarray, ds: np.ndarray, nat_l: np.ndarray, nat_s: np.nd
 
 
 def score_edit(song: SongAnalysis, edit: Any, target_ratio: float | None = None, audio: np.ndarray | None = None,
-               sr: int | None = None, cfg: ListenerConfig | None = None, *, audio_mono: np.ndarray | None = None
-               ) -> ListenerScore:
+               sr: int | None = None, cfg: ListenerConfig | None = None, *, audio_mono: np.ndarray | None = None,
+               target_seconds: float | None = None) -> ListenerScore:
     """Gold score of one edit (see the module docstring).
 
-    ``audio`` (alias ``audio_mono``): the source, mono, at rate ``sr`` (the analysis
-    rate); without it seams are judged from beat features. ``target_ratio`` defaults
-    to ``edit.target_ratio``. Returns the five components, ``total``, ``ratio`` and
-    ``n_splices``.
+    The target is ``target_seconds`` or ``target_ratio * song.duration`` (``target_ratio``
+    defaults to ``edit.target_ratio``). ``audio`` (alias ``audio_mono``): the source,
+    mono, at rate ``sr`` (the analysis rate); without it seams and section loudness are
+    judged from beat features. Returns the components, ``total`` and diagnostics.
     """
     cfg = cfg or ListenerConfig()
     if audio is None:
         audio = audio_mono
-    if target_ratio is None:
-        target_ratio = getattr(edit, "target_ratio", None)
-    if target_ratio is None:
-        raise ValueError("score_edit needs a target_ratio (none given and the edit carries none)")
-    src, g0, g1 = _output_beats(edit)
+    if target_seconds is None:
+        if target_ratio is None:
+            target_ratio = getattr(edit, "target_ratio", None)
+        if target_ratio is None:
+            raise ValueError("score_edit needs a target (target_seconds or target_ratio; the edit carries none)")
+        target_seconds = float(target_ratio) * float(song.duration)
+    target_seconds = float(target_seconds)
+    if not (math.isfinite(target_seconds) and target_seconds > 0):
+        raise ValueError(f"score_edit: the target must be a positive number of seconds, got {target_seconds!r}")
+    src, g0, g1 = output_arrays(edit)
     m = len(src)
     if m == 0:
-        return {**{k: 0.0 for k in COMPONENTS}, "total": 0.0, "ratio": 0.0, "n_splices": 0.0}
+        return {**{k: 0.0 for k in COMPONENTS}, "total": 0.0, "ratio": 0.0, "seconds": 0.0,
+                "error_seconds": -target_seconds, "n_splices": 0.0, "n_pieces": 0.0}
     sc = _song_ctx(song, cfg)
     n = sc.n
     if src.min() < 0 or src.max() >= n:
@@ -397,10 +448,11 @@ def score_edit(song: SongAnalysis, edit: Any, target_ratio: float | None = None,
         y_src = _mono(audio)
         ac = _audio_ctx(song, sc, y_src, int(sr), cfg)
 
-    # duration
-    ratio = float((sc.bounds[src + 1] - sc.bounds[src]).sum() / song.duration)
-    err = abs(ratio - float(target_ratio))
-    duration = math.exp(-max(0.0, err - cfg.duration_tolerance) / cfg.duration_scale)
+    # duration: seconds, one beat of tolerance (what an editor fitting a cue can still trim by ear)
+    beat_s = sc.bounds[src + 1] - sc.bounds[src]
+    seconds = float(beat_s.sum())
+    err = seconds - target_seconds
+    duration = math.exp(-max(0.0, abs(err) - cfg.duration_tolerance_beats * sc.ibi) / (cfg.duration_scale_beats * sc.ibi))
 
     # alignment
     credit = np.array([0.0, cfg.bar_credit, 1.0, 1.0])
@@ -427,7 +479,30 @@ def score_edit(song: SongAnalysis, edit: Any, target_ratio: float | None = None,
         w = cfg.seam_worst_weight
         seams = float((1.0 - w) * s.mean() + w * s.min())
 
-    # material: the chorus (loudest section, and its equals) kept at least once
+    # ending: the real ending > a cadence at a section end > a fade (the fallback) > an abrupt stop
+    end_pt = int(src[-1]) + 1
+    bar_s = sc.ibi * sc.meter
+    if g1[-1] <= _FADED:
+        fade_len = float(beat_s[_trailing_ramp(g0, g1):].sum())
+        ending = cfg.fade_credit * (1.0 if fade_len <= cfg.long_fade_bars * bar_s else cfg.long_fade_factor)
+    elif end_pt == n:
+        ending = 1.0
+    else:
+        ending = {3: cfg.section_end_credit, 2: cfg.phrase_end_credit, 1: cfg.bar_end_credit}.get(int(sc.level[end_pt]), 0.0)
+
+    # start: the real start (beat 0 spans the pre-roll and any pickup) > a fade-in > a later entry point
+    first = int(src[0])
+    if g0[0] <= _FADED:
+        start = cfg.fade_in_credit
+    elif first == 0:
+        start = 1.0
+    elif first == sc.first_downbeat:
+        start = cfg.first_downbeat_credit
+    else:
+        start = {3: cfg.section_start_credit, 2: cfg.phrase_start_credit, 1: cfg.bar_start_credit}.get(
+            int(sc.level[first]), 0.0)
+
+    # arc: every section type kept (as far as the length allows), in the song's order, the last chorus kept
     if audio is not None:
         unit_db = ac.unit_db
     else:
@@ -437,28 +512,36 @@ def score_edit(song: SongAnalysis, edit: Any, target_ratio: float | None = None,
         ct = np.concatenate([[0.0], np.cumsum(bd)])
         unit_db = 10 * np.log10((cs[sc.unit_ends] - cs[sc.unit_starts])
                                 / np.maximum(ct[sc.unit_ends] - ct[sc.unit_starts], 1e-9) + 1e-12)
-    chorus = unit_db >= unit_db.max() - cfg.chorus_tolerance_db
     kept = np.zeros(n + 1)
     kept[np.unique(src) + 1] = 1.0
     kc = np.cumsum(kept)
-    share = (kc[sc.unit_ends] - kc[sc.unit_starts]) / np.maximum(sc.unit_ends - sc.unit_starts, 1)
-    material = float(share[chorus].max())
+    ulen = np.maximum(sc.unit_ends - sc.unit_starts, 1)
+    kept_beats = kc[sc.unit_ends] - kc[sc.unit_starts]
+    need = np.minimum(ulen, cfg.min_piece_bars * sc.meter)  # a type counts as heard after ~2 bars of it
+    types = sc.unit_type
+    n_types = int(types.max()) + 1
+    covered = np.zeros(n_types, dtype=bool)
+    np.logical_or.at(covered, types, kept_beats >= need)
+    cost = np.full(n_types, np.inf)
+    np.minimum.at(cost, types, need * sc.ibi)
+    fit = int(np.searchsorted(np.cumsum(np.sort(cost)), target_seconds + sc.ibi, side="right"))
+    coverage = min(1.0, covered.sum() / max(1, min(n_types, fit)))
+    order = float(np.mean(right > left)) if n_sp else 1.0
+    share = kept_beats / ulen
+    chorus = np.flatnonzero(unit_db >= unit_db.max() - cfg.chorus_tolerance_db)
+    chorus_kept = max(float(share[chorus[-1]]), cfg.any_chorus_credit * float(share[chorus].max()))
+    arc = (coverage + order + chorus_kept) / 3.0
 
-    # structure
-    first = int(src[0])
-    if first == 0 or first == sc.first_downbeat or sc.level[first] >= 2:
-        start = 1.0
-    elif sc.level[first] == 1:
-        start = 0.4
-    else:
-        start = 0.0
-    if g0[0] <= _FADED:
-        start = max(start, 0.5)
-    end_pt = int(src[-1]) + 1
-    if g1[-1] <= _FADED or sc.level[end_pt] == 3:
-        end = 1.0
-    else:
-        end = {2: 0.6, 1: 0.3}.get(int(sc.level[end_pt]), 0.0)
+    # fragmentation: many short pieces were rated significantly lower (BBC R&D 2014)
+    piece_starts = np.concatenate([[0], sp + 1])
+    piece_ends = np.concatenate([sp + 1, [m]])
+    piece_beats = piece_ends - piece_starts
+    n_pieces = len(piece_beats)
+    n_short = int((piece_beats < cfg.min_piece_bars * sc.meter).sum())
+    fragmentation = (1.0 / (1.0 + cfg.short_piece_cost * n_short)) * math.exp(
+        -max(0, n_pieces - cfg.max_free_pieces) / max(1, cfg.max_free_pieces))
+
+    # repetition: loop-backs piling into one phrase, and a large share of repeated material
     back = right <= left
     if back.any():
         counts = np.bincount(sc.phrase_id[right[back]])
@@ -469,16 +552,32 @@ def score_edit(song: SongAnalysis, edit: Any, target_ratio: float | None = None,
     repeat_share = 1.0 - len(np.unique(src)) / m
     mx = max(cfg.max_repeat_share, 1e-9)
     repeats = float(np.clip(1.0 - max(0.0, repeat_share - mx) / mx, 0.0, 1.0))
-    structure = (start + end + loops + repeats) / 4.0
+    repetition = 0.5 * (loops + repeats)
 
-    out = {"duration": duration, "alignment": alignment, "seams": seams, "material": material, "structure": structure}
+    out = {"duration": duration, "alignment": alignment, "seams": seams, "ending": ending, "start": start, "arc": arc,
+           "fragmentation": fragmentation, "repetition": repetition}
     out = {k: float(min(1.0, max(0.0, v))) for k, v in out.items()}
-    weights = {"duration": cfg.w_duration, "alignment": cfg.w_alignment, "seams": cfg.w_seams,
-               "material": cfg.w_material, "structure": cfg.w_structure}
+    weights = component_weights(cfg)
     out["total"] = sum(weights[k] * out[k] for k in COMPONENTS) / sum(weights.values())
-    out["ratio"] = ratio
+    out["ratio"] = seconds / float(song.duration)
+    out["seconds"] = seconds
+    out["error_seconds"] = float(err)
     out["n_splices"] = float(n_sp)
+    out["n_pieces"] = float(n_pieces)
     return out
+
+
+def component_weights(cfg: ListenerConfig) -> dict[str, float]:
+    """``ListenerConfig.w_<component>`` for every component (the total is their weighted mean)."""
+    return {k: float(getattr(cfg, f"w_{k}")) for k in COMPONENTS}
+
+
+def _trailing_ramp(g0: np.ndarray, g1: np.ndarray) -> int:
+    """Index of the first output beat of the final fade-out (the trailing run of falling gain ramps)."""
+    k = len(g1) - 1
+    while k > 0 and g0[k] < 1.0 - 1e-9 and g0[k - 1] > g1[k - 1] - 1e-12 and g1[k - 1] == g0[k]:
+        k -= 1
+    return k
 
 
 def batch_score(song: SongAnalysis, edits: Sequence[Any], target_ratios: float | Sequence[float] | None = None,

@@ -88,3 +88,45 @@ def test_edit_bad_target(song_wav, tmp_path):
         main(["--params", str(REPO / "params.yaml"), "edit", str(song_wav), "--target", "1.5", "-o", str(tmp_path / "x.wav"), "--editor", "heuristic"])
     assert exc.value.code == 2
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_edit_to_seconds_with_the_search_editor_lands_within_one_beat_and_says_so(song_wav, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "search.wav"
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(REPO / "params.yaml"), "edit", str(song_wav), "--duration", "0:18", "-o", str(out),
+              "--editor", "search"])
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    seconds = sf.info(out).frames / 44100
+    assert abs(seconds - 18.0) < 0.75  # one beat at the slowest corpus tempo (80 BPM)
+    assert f"{seconds:.3f} s" in printed and "asked 18.000 s" in printed  # the achieved length, not the request
+    edl = json.loads(out.with_suffix(".edl.json").read_text())
+    assert edl["meta"]["target_seconds"] == pytest.approx(18.0)
+
+
+def test_exact_stretches_to_the_sample_and_reports_the_factor(song_wav, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "exact.wav"
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(REPO / "params.yaml"), "edit", str(song_wav), "--duration", "17.5s", "--exact", "-o", str(out),
+              "--editor", "fade"])
+    assert exc.value.code == 0
+    assert sf.info(out).frames == round(17.5 * 44100)  # to the sample
+    edl = json.loads(out.with_suffix(".edl.json").read_text())
+    assert edl["meta"]["exact_samples"] == round(17.5 * 44100) and abs(edl["meta"]["stretch"] - 1.0) <= 0.04
+    assert "stretched x" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [(["--duration", "abc"], "not a length"), (["--duration", "0"], "positive"),
+                                          (["--duration", "10:00"], "not shorter than the song"),
+                                          (["--duration", "30", "--target", "0.5"], None)])
+def test_edit_bad_duration_is_a_clear_error(song_wav, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(REPO / "params.yaml"), "edit", str(song_wav), *args, "-o", str(tmp_path / "x.wav"),
+              "--editor", "heuristic"])
+    assert exc.value.code == 2
+    if message:
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()

@@ -57,8 +57,15 @@ def test_build_pairs_orients_skips_ties_and_ood():
     n_ood = int(df["ood"].sum())
     assert n_ood > 0
     ps = build_pairs(df, songs, cfg.env, "train")
-    assert len(ps) == len(df) - n_ood - int((df["choice"] == 0.5).sum())
+    from models.dpo import _decisions, within_guard
+
+    def reachable(row) -> bool:  # both edits possible under the length guard the policy acts under
+        return all(within_guard(songs[0], _decisions(songs[0], row[f"actions_{x}"], row[f"edl_{x}"], cfg.env, "t"),
+                                row["target_ratio"], cfg.env) for x in "ab")
+
     keep = df[(~df["ood"]) & (df["choice"] != 0.5)].reset_index(drop=True)
+    keep = keep[[reachable(r) for _, r in keep.iterrows()]].reset_index(drop=True)
+    assert 0 < len(ps) == len(keep) < len(df) - n_ood - int((df["choice"] == 0.5).sum())
     for k, row in keep.iterrows():
         chosen_actions = row["actions_a"] if row["choice"] == 0 else row["actions_b"]
         from beatedit.editing.program import build_edit

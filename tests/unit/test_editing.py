@@ -180,16 +180,16 @@ def test_fade_in_ramps_one_beat(song44):
     assert e.beat_actions[2] == A.FADE_IN
 
 
-def test_fade_out_ramps_to_the_bar_end_and_ends(song44):
+def test_fade_out_ramps_over_one_bar_of_beats_and_ends(song44):
     B = beat_sample_bounds(song44)
-    e = build_edit(song44, [A.KEEP] * 6 + [A.FADE_OUT], XF)  # cursor 6 is mid-bar (bar 5..9)
-    assert segs(e) == [(0, 6, 1.0, 1.0), (6, 9, 1.0, 0.0)]
-    assert list(e.beat_actions[6:9]) == [A.FADE_OUT] * 3 and (e.beat_actions[9:] == A.END).all()
+    e = build_edit(song44, [A.KEEP] * 6 + [A.FADE_OUT], XF)  # cursor 6 is mid-bar: the fade still lasts 4 beats
+    assert segs(e) == [(0, 6, 1.0, 1.0), (6, 10, 1.0, 0.0)]
+    assert list(e.beat_actions[6:10]) == [A.FADE_OUT] * 4 and (e.beat_actions[10:] == A.END).all()
     # per-beat gains are linear in samples: collinear, so they merged into one segment exactly
     g = [(g0, g1) for b, g0, g1 in e.output_beats[6:]]
     for (b, g0, g1) in e.output_beats[6:]:
-        assert g0 == pytest.approx(1 - (B[b] - B[6]) / (B[9] - B[6]))
-        assert g1 == pytest.approx(1 - (B[b + 1] - B[6]) / (B[9] - B[6]))
+        assert g0 == pytest.approx(1 - (B[b] - B[6]) / (B[10] - B[6]))
+        assert g1 == pytest.approx(1 - (B[b + 1] - B[6]) / (B[10] - B[6]))
     assert g[-1][1] == 0.0
 
 
@@ -269,9 +269,9 @@ def test_heuristic_drops_quiet_phrases_on_bar_boundaries(which, request):
     for p, q in zip(edl.segments, edl.segments[1:]):
         if q.start_sample != p.end_sample:  # every cut lands on bar starts on both sides
             assert p.end_sample in bar_bounds and q.start_sample in bar_bounds
-    last = edl.segments[-1]
-    assert last.gain_end == 0.0 and last.gain_start == 1.0 and last.end_sample in bar_bounds
-    assert e.decisions[-1] == A.FADE_OUT
+    if e.decisions[-1] == A.FADE_OUT:  # it fades out over a bar where that lands on the target
+        last = edl.segments[-1]
+        assert last.gain_end == 0.0 and last.gain_start == 1.0
     # the dropped phrases are quieter than the kept ones (intro aside)
     rms = song.features[:, col("rms")]
     kept = np.zeros(song.n_beats, bool)
@@ -283,9 +283,9 @@ def test_heuristic_drops_quiet_phrases_on_bar_boundaries(which, request):
     assert dropped, "target 0.6 must drop something"
     if kept_e:
         assert max(dropped) <= min(kept_e)
-    # closer to the target than keeping everything
-    ratio = edl.n_samples / source_samples(song)
-    assert abs(ratio - 0.6) < abs((B[-1] - B[0]) / source_samples(song) - 0.6)
+    # within one beat of the target (the length guard)
+    beat = np.median(np.diff(B[1:-1]))
+    assert abs(edl.n_samples - 0.6 * source_samples(song)) <= beat
 
 
 def test_heuristic_without_phrases_uses_bars(tmp_path):
@@ -297,16 +297,16 @@ def test_heuristic_without_phrases_uses_bars(tmp_path):
 
 @pytest.mark.parametrize("which", ["song44", "song34"])
 @pytest.mark.parametrize("target", [0.35, 0.6, 0.85])
-def test_fade_editor_keeps_the_start_and_fades_within_half_a_bar_of_the_target(which, target, request):
+def test_fade_editor_keeps_the_start_and_fades_within_half_a_beat_of_the_target(which, target, request):
     song = request.getfixturevalue(which)
     B = beat_sample_bounds(song)
     e = edit_with("fade", song, target)
     segs = e.edl.segments
     assert all(q.start_sample == p.end_sample for p, q in zip(segs, segs[1:]))  # no splice anywhere
     assert segs[0].start_sample == B[0] and e.decisions[-1] == A.FADE_OUT
-    assert segs[-1].gain_end == 0.0 and segs[-1].end_sample in set(B[song.bar_starts].tolist()) | {int(B[-1])}
-    bar = (B[song.bar_starts[1]] - B[song.bar_starts[0]])
-    assert abs(e.edl.n_samples - target * source_samples(song)) <= 0.5 * bar + 1
+    assert segs[-1].gain_end == 0.0 and segs[-1].end_sample in set(B.tolist())
+    beat = np.median(np.diff(B[1:-1]))
+    assert abs(e.edl.n_samples - target * source_samples(song)) <= 0.5 * beat + 1
 
 
 def test_unknown_editor(song44):

@@ -10,7 +10,8 @@ import pytest
 
 from beatedit.editing.actions import N_ACTIONS, Action
 from beatedit.config import DenseRewardConfig, EnvConfig
-from beatedit.editing.program import EditState, action_mask, apply_action, beat_sample_bounds, build_edit, source_samples
+from beatedit.editing.program import (EditState, action_mask, apply_action, beat_sample_bounds, build_edit, source_samples,
+                                      start_state)
 from beatedit.editing.env import ROW, BeatEditEnv, VecBeatEditEnv, obs_dim, obs_layout, standardise
 from beatedit.judging.dense import dense_reward
 from beatedit.audio.schema import N_FEATURES
@@ -209,7 +210,8 @@ def test_vec_masks_match_the_edit_program(songs):
     cfg = EnvConfig(max_loops_per_episode=2)
     vec = VecBeatEditEnv(songs, 5, cfg, seed=0, dense=False)
     vec.reset()
-    states = [EditState() for _ in range(5)]
+    states = [start_state(songs[vec.song[e]], vec.target_ratio[e], cfg) for e in range(5)]
+    assert all(s.guard is not None for s in states)  # the length guard is part of the rules compared
     rng = np.random.default_rng(5)
     for _ in range(300):
         m = vec.action_masks()
@@ -219,11 +221,12 @@ def test_vec_masks_match_the_edit_program(songs):
         songs_before = vec.song.copy()
         _, _, _, done, _ = vec.step(acts)
         for e in range(5):
-            states[e] = EditState() if done[e] else apply_action(songs[songs_before[e]], states[e], acts[e], cfg)
+            states[e] = start_state(songs[vec.song[e]], vec.target_ratio[e], cfg) if done[e] else \
+                apply_action(songs[songs_before[e]], states[e], acts[e], cfg)
 
 
 def test_vec_env_illegal_actions_and_dense_flag(songs):
-    vec = VecBeatEditEnv(songs, 4, seed=0, dense=False)
+    vec = VecBeatEditEnv(songs, 4, EnvConfig(length_guard=False), seed=0, dense=False)  # END/FADE_OUT mechanics
     obs, mask = vec.reset(song_indices=[0, 0, 1, 2], target_ratios=[0.5] * 4)
     assert obs.shape == (4, vec.obs_dim) and obs.dtype == np.float32 and mask.shape == (4, N_ACTIONS)
     obs, mask, rew, done, fin = vec.step(np.full(4, int(A.END)))  # END is masked at the start

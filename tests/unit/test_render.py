@@ -113,12 +113,13 @@ def test_fade_in_ramps_from_silence(stereo):
 def test_fade_out_ramps_to_silence(stereo):
     song, y = stereo
     B = beat_sample_bounds(song)
-    e = build_edit(song, [A.KEEP] * 6 + [A.FADE_OUT], XF)  # beats 6..8 fade, bar ends at 9
+    e = build_edit(song, [A.KEEP] * 6 + [A.FADE_OUT], XF)  # beats 6..6+meter-1 fade (one bar's worth of beats)
+    end = 6 + song.meter
     out = render(e.edl, y)
     p = out_start(song, e, 6)
-    n = B[9] - B[6]
+    n = B[end] - B[6]
     assert out.shape[1] == p + n
-    np.testing.assert_allclose(out[:, p:], y[:, B[6]:B[9]] * (1 - np.arange(n) / n), atol=1e-6)
+    np.testing.assert_allclose(out[:, p:], y[:, B[6]:B[end]] * (1 - np.arange(n) / n), atol=1e-6)
     rms = [np.sqrt(np.mean(out[0, p + k * n // 3: p + (k + 1) * n // 3] ** 2)) for k in range(3)]
     assert rms[0] > rms[1] > rms[2]
 
