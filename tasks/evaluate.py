@@ -52,13 +52,15 @@ def load_champion_task(candidate_version: str) -> tuple[object | None, str | Non
 
 @task(name="compare-editors")
 def compare_task(cfg: Config, cand: dict, champion: object | None) -> tuple[pd.DataFrame, dict]:
-    from models.heldout import compare_editors
+    from models.heldout import compare_editors, exact_length_report
 
     songs = songs_by_split(cfg)[cfg.evaluate.split]
     if not songs:
         raise ValueError(f"no {cfg.evaluate.split} songs to evaluate on (see {StagePaths.from_config(cfg).splits_table})")
-    return compare_editors(songs, cfg, cand["policy"], cand["reference"], cand["reward_model"], cand["normalizer"], champion,
-                           seed=cfg.evaluate.seed, n_boot=cfg.evaluate.n_bootstrap)
+    df, summary = compare_editors(songs, cfg, cand["policy"], cand["reference"], cand["reward_model"],
+                                  cand["normalizer"], champion, seed=cfg.evaluate.seed, n_boot=cfg.evaluate.n_bootstrap, judge=True)
+    summary.update(exact_length_report(df, songs))
+    return df, summary
 
 
 @task(name="render-examples")

@@ -60,7 +60,8 @@ def splices(output_beats: Sequence[tuple[int, float, float]]) -> list[tuple[int,
 
 def edit_stats(song: SongAnalysis, output_beats: Sequence[tuple[int, float, float]], duration: float,
                target_ratio: float, beat_actions: np.ndarray) -> dict[str, float]:
-    """Duration error, share of cuts on bar / phrase boundaries, splices, loops, action shares."""
+    """Duration error (relative, and in seconds: within one median beat is what the length guard promises),
+    share of cuts on bar / phrase boundaries, splices, loops, action shares."""
     bars = set(int(b) for b in song.bar_starts) | {song.n_beats}
     phrases = set(int(p) for p in song.phrase_starts) | {song.n_beats}
     cuts = splices(output_beats)
@@ -68,11 +69,16 @@ def edit_stats(song: SongAnalysis, output_beats: Sequence[tuple[int, float, floa
     on_phrase = [a in phrases and b in phrases for a, b in cuts]
     ratio = duration / song.duration
     err = abs(ratio - target_ratio) / target_ratio
+    err_s = duration - target_ratio * song.duration
+    beat = float(np.median(np.diff(np.asarray(song.beat_times, dtype=np.float64)))) if song.n_beats > 1 else song.duration
     hist = np.bincount(np.asarray(beat_actions, dtype=np.int64), minlength=N_ACTIONS) / max(len(beat_actions), 1)
     out = {
         "duration_ratio": ratio,
         "duration_error": err,
         "duration_within_5pct": float(err <= 0.05),
+        "duration_error_seconds": float(err_s),
+        "abs_duration_error_seconds": float(abs(err_s)),
+        "within_one_beat": float(abs(err_s) <= beat + 1e-9),
         "n_splices": float(len(cuts)),
         "cuts_on_bar": float(np.mean(on_bar)) if cuts else 1.0,
         "cuts_on_phrase": float(np.mean(on_phrase)) if cuts else 1.0,
@@ -159,15 +165,54 @@ def head_to_head(df: "pd.DataFrame", candidate: str, other: str, key: str = "lis
 
 
 def summarise(df: "pd.DataFrame", candidate: str, opponents: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """eval.json figures: win rates with CIs vs each opponent, and the candidate's own means."""
+    """eval.json figures: win rates with CIs vs each opponent (listener; and the independent judge's
+    ``judge_win_rate_vs_*`` when the rows carry ``judge_total``), the candidate's own means, and per editor
+    the listener / judge means and the duration error in seconds (mean |error|, p95, share within one beat)."""
     mine = df[df.editor == candidate]
     out: dict[str, float] = {"n_songs": float(mine.song_id.nunique()), "n_items": float(len(mine))}
+    judged = "judge_total" in df.columns
     for other in opponents:
         if other in set(df.editor):
             out.update(head_to_head(df, candidate, other, n_boot=n_boot, seed=seed).as_dict(f"win_rate_vs_{other}"))
+            if judged:
+                out.update(head_to_head(df, candidate, other, "judge_total", n_boot, seed).as_dict(f"judge_win_rate_vs_{other}"))
     numeric = [c for c in mine.columns if c not in ("song_id", "item", "editor", "edl") and np.issubdtype(mine[c].dtype, np.number)]
     for c in numeric:
         out[c] = float(mine[c].mean())
     for name in sorted(set(df.editor)):
-        out[f"listener_total_{name}"] = float(df[df.editor == name]["listener_total"].mean())
+        rows = df[df.editor == name]
+        out[f"listener_total_{name}"] = float(rows["listener_total"].mean())
+        if judged:
+            out[f"judge_total_{name}"] = float(rows["judge_total"].mean())
+        if "abs_duration_error_seconds" in rows.columns:
+            out[f"duration_error_seconds_mean_{name}"] = float(rows["abs_duration_error_seconds"].mean())
+            out[f"duration_error_seconds_p95_{name}"] = float(rows["abs_duration_error_seconds"].quantile(0.95))
+            out[f"within_one_beat_{name}"] = float(rows["within_one_beat"].mean())
     return out
+
+
+def baseline_report(df: "pd.DataFrame", editors: Sequence[str] = ("search", "heuristic", "fade", "random"),
+                    n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """How the baselines stand against each other: the search editor vs the fade (it must win under
+    the listener, or the listener still rewards a radio fade) under both judges, and whether the
+    independent judge orders the baselines as the listener does (Kendall's tau of their mean totals)."""
+    present = [e for e in editors if e in set(df.editor)]
+    out: dict[str, float] = {}
+    if {"search", "fade"} <= set(present):
+        out.update(head_to_head(df, "search", "fade", n_boot=n_boot, seed=seed).as_dict("search_win_rate_vs_fade"))
+        if "judge_total" in df.columns:
+            out.update(head_to_head(df, "search", "fade", "judge_total", n_boot, seed).as_dict("search_judge_win_rate_vs_fade"))
+    if "judge_total" in df.columns and len(present) >= 2:
+        lis = [float(df[df.editor == e]["listener_total"].mean()) for e in present]
+        jud = [float(df[df.editor == e]["judge_total"].mean()) for e in present]
+        out["judge_listener_order_tau"] = kendall_tau(lis, jud)
+        out["judge_listener_order_agree"] = float(np.array_equal(np.argsort(lis), np.argsort(jud)))
+    return out
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-a of two score lists (1: same order, -1: reversed)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    i, j = np.triu_indices(len(a), k=1)
+    s = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+    return float(s.mean()) if len(s) else 1.0

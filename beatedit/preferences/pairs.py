@@ -19,9 +19,15 @@ Per song (``song_pairs``, one call per song so a Prefect flow can map over songs
    - ``tail_fade``       ``editors.fade_decisions`` (the song from its start, faded out over one
                          bar) for a target up to 0.15 off this one: no splices, so pairs of two
                          of them differ in length (and lost material) alone;
+   - ``search``          ``editors.search_decisions`` (the classical beat-level search: the song's
+                         start and real ending, bar-line cuts, within one beat of the target), at
+                         the target and at targets a few points off it;
+   - ``structural``      whole sections in the song's order, always the first (intro) and the last
+                         (outro), a random choice of the ones between whose length comes closest
+                         to the target: the "intro + chorus + outro" edits editors make by hand;
    - ``policy``          ``sampler(song, target_ratio, rng) -> decisions`` when a sampler is
                          passed (e.g. the current policy).
-   "Good edits" are the heuristic edit at the target (and policy samples when present).
+   "Good edits" are the heuristic and search edits at the target (and policy samples when present).
    Perturbed edits are re-encoded from a per-beat plan with one canonical encoder
    (``encode_plan``: a dropped run uses CUT_TO_NEXT_PHRASE / CUT_TO_NEXT_BAR when it spans
    to that boundary, else CUT) so action ids carry no kind-specific fingerprint the reward
@@ -59,6 +65,7 @@ from beatedit.editing.actions import Action
 from beatedit.config import CANDIDATE_KINDS, Config
 from beatedit.editing.program import EditResult, EditState, action_mask, apply_action, build_edit, song_grid
 from beatedit.editing.editors import fade_decisions, heuristic_decisions, random_decisions
+from beatedit.editing.search import search_decisions
 from beatedit.audio.song import SongAnalysis
 from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_REQUIRED, HUMAN_UNKNOWN
 
@@ -131,7 +138,7 @@ def plan_of(song: SongAnalysis, decisions: Sequence[int]) -> Plan:
             c = dest
         elif a == Action.FADE_OUT:
             fade_out = c
-            keep[c:int(g.bar_end[c])] = True
+            keep[c:int(g.fade_end[c])] = True
             break
         else:  # END
             end = c
@@ -178,6 +185,33 @@ def encode_plan(song: SongAnalysis, plan: Plan) -> list[int]:
                 a = Action.KEEP
         s = apply_action(song, s, int(a))
     return list(s.decisions)
+
+
+# ----------------------------------------------------------------------------- structural edits
+def structural(song: SongAnalysis, target_ratio: float, rng: np.random.Generator, tries: int = 64) -> Plan | None:
+    """Whole sections in order: the first and the last always, a random subset of the ones between
+    (``tries`` draws) whose total comes closest to the target. Cuts fall on section starts."""
+    n = song.n_beats
+    starts = sorted({0, *(int(x) for x in song.section_starts if 0 < x < n)})
+    if len(starts) < 3:
+        return None
+    bounds = np.asarray(song.beat_bounds, dtype=np.float64)
+    spans = list(zip(starts, starts[1:] + [n]))
+    secs = np.array([bounds[b] - bounds[a] for a, b in spans])
+    target = target_ratio * float(song.duration)
+    inner = np.arange(1, len(spans) - 1)
+    best, best_err = None, np.inf
+    for _ in range(tries):
+        pick = inner[rng.random(len(inner)) < rng.uniform(0.2, 0.8)]
+        chosen = np.concatenate([[0], pick, [len(spans) - 1]]).astype(int)
+        err = abs(secs[chosen].sum() - target)
+        if err < best_err:
+            best, best_err = chosen, err
+    keep = np.zeros(n, dtype=bool)
+    for k in best:
+        a, b = spans[int(k)]
+        keep[a:b] = True
+    return Plan(keep, {}, None, None, None)
 
 
 # ----------------------------------------------------------------------------- perturbations
@@ -275,7 +309,7 @@ def over_loop(song: SongAnalysis, plan: Plan, rng: np.random.Generator) -> Plan 
     fade = new_stop if plan.fade_out_at is not None else None
     end = new_stop if plan.fade_out_at is None else None
     if fade is not None:
-        keep[new_stop:int(g.bar_end[new_stop]) if new_stop < n else n] = True
+        keep[new_stop:int(g.fade_end[new_stop]) if new_stop < n else n] = True
     return Plan(keep, loops, plan.fade_in_at, fade, end)
 
 
@@ -326,6 +360,10 @@ def generate_candidates(song: SongAnalysis, target_ratio: float, cfg: Config, rn
     good = heuristic_decisions(song, target_ratio, env)
     goods = [good]
     add("heuristic", good)
+    if counts.get("search", 0):
+        best = search_decisions(song, target_ratio, env)
+        goods.append(best)
+        add("search", best)
     if sampler is not None:
         for _ in range(4 * counts.get("policy", 0)):
             if sum(c.kind == "policy" for c in out) >= counts["policy"]:
@@ -342,6 +380,12 @@ def generate_candidates(song: SongAnalysis, target_ratio: float, cfg: Config, rn
         if kind == "heuristic":
             t = float(np.clip(target_ratio + rng.choice([-1, 1]) * rng.uniform(0.02, 0.06), lo, hi))
             return heuristic_decisions(song, t, env)
+        if kind == "search":
+            t = float(np.clip(target_ratio + rng.choice([-1, 1]) * rng.uniform(0.02, 0.06), lo, hi))
+            return search_decisions(song, t, env)
+        if kind == "structural":
+            p = structural(song, target_ratio, rng)
+            return encode_plan(song, p) if p is not None else None
         if kind == "tail_fade":
             t = float(np.clip(target_ratio + rng.uniform(-0.15, 0.15), lo, hi))
             return fade_decisions(song, t, env)

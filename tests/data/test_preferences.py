@@ -170,10 +170,12 @@ def test_perturbations_do_what_they_say(songs):
     assert sh["alignment"] < base_score["alignment"]  # ... cuts off the bar line
     off = build_edit(s, encode_plan(s, off_bar_splice(s, plan, rng)), 20.0, t)
     assert listener.score_edit(s, off, t)["n_splices"] > base_score["n_splices"]
-    looped = build_edit(s, encode_plan(s, over_loop(s, plan, rng)), 20.0, t)
-    n_loops = sum(d in (Action.LOOP_BEAT, Action.LOOP_BAR, Action.REPEAT_PHRASE) for d in looped.decisions)
-    assert n_loops >= 3
-    assert abs(looped.duration - base.duration) / s.duration < 0.1  # ended earlier to stay near the target
+    counts = []
+    for seed in range(8):  # 3-6 loops are added; moving the ending earlier may drop one that falls after it
+        looped = build_edit(s, encode_plan(s, over_loop(s, plan, np.random.default_rng(seed))), 20.0, t)
+        counts.append(sum(d in (Action.LOOP_BEAT, Action.LOOP_BAR, Action.REPEAT_PHRASE) for d in looped.decisions))
+        assert abs(looped.duration - base.duration) / s.duration < 0.1  # ended earlier to stay near the target
+    assert min(counts) >= 2 and np.mean(counts) >= 3, counts
 
 
 def test_policy_sampler_candidates_are_tagged(songs):
