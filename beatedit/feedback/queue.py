@@ -1,6 +1,6 @@
 """Render manifests and the rating queue (issue pairs to raters, consume votes).
 
-Render folder layout (written by evaluation / export code, or by ``write_pair_manifest``)::
+Render folder layout (written by ``write_pair_manifest``: the demo today; the evaluate stage does not render one yet)::
 
     renders/
       pairs.json                 list of pair records (PairSpec below)
