@@ -14,9 +14,10 @@
     (CUDA), seeded, a tqdm bar, early stopping on validation accuracy with the best epoch
     restored. ``history`` is one dict per epoch (``train_loss``, ``train_accuracy``,
     ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``); ``log(metrics, step)`` is called
-    with the same dict after every epoch (the caller forwards it to MLflow). The returned
-    model carries ``model.normalizer`` (a ``RewardNormalizer`` fitted on the scores of the
-    training edits) for ``save_reward_model``.
+    with the same dict after every epoch (the caller forwards it to MLflow). After the best epoch
+    is restored the scores are temperature-scaled on the training pairs (``calibrate``; the scale
+    is ``history[*]["calibration_scale"]``). The returned model carries ``model.normalizer`` (a
+    ``RewardNormalizer`` fitted on the scores of the training edits) for ``save_reward_model``.
 
 ``validate_reward_model(model, pairs_df, songs, cfg) -> dict``  -- the gate's metrics, all on
 validation songs (never seen in training):
@@ -269,11 +270,34 @@ def train_reward_model(pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis], c
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.eval()
+    scale = calibrate(model, tr, songs, dev, rc.score_batch_size)
     for rec in history:
         rec["best_epoch"] = best_epoch
-    model.eval()
+        rec["calibration_scale"] = scale
     model.normalizer = fit_normalizer(model, tr, songs, dev, rc.score_batch_size)
     return model, history
+
+
+def calibrate(model: RewardModel, df: pd.DataFrame, songs: dict[str, SongAnalysis], device="cpu",
+              batch_size: int = 64) -> float:
+    """Temperature scaling (Guo et al. 2017) fitted on the *training* pairs: the scalar ``s`` that minimises the
+    Bradley-Terry log-loss of ``sigmoid(s * (r_a - r_b))`` against their choices (ties as 1/2), folded into the
+    model's two output layers so every score is multiplied by ``s``. Order, accuracy and Spearman are unchanged;
+    ``sigmoid(r_a - r_b)`` becomes a calibrated probability (the gate's ECE is then measured, as before, on the
+    validation songs, which this fit never sees). Returns ``s``."""
+    ra, rb = pair_scores(model, df, songs, device, batch_size)
+    y = np.where(df["choice"].to_numpy(np.float64) == 0, 1.0, np.where(df["choice"].to_numpy(np.float64) == 1, 0.0, 0.5))
+    d = (ra - rb)[None, :]
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 241))[:, None]
+    z = grid * d
+    nll = (np.logaddexp(0.0, z) - y[None, :] * z).mean(axis=1)  # -[y log p + (1-y) log(1-p)], p = sigmoid(z)
+    s = float(grid[int(np.argmin(nll)), 0])
+    with torch.no_grad():
+        for layer in (model.head, model.duration_path[-1]):
+            layer.weight.mul_(s)
+            layer.bias.mul_(s)
+    return s
 
 
 def fit_normalizer(model: RewardModel, df: pd.DataFrame, songs: dict[str, SongAnalysis], device="cpu",

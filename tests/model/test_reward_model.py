@@ -299,3 +299,35 @@ def test_saturated_fraction_definition():
     assert saturated_fraction(np.linspace(0.0, 1.0, 1001)) < RewardConfig().max_saturated_fraction
     s = np.r_[np.full(50, -10.0), np.linspace(-5, 5, 50)]
     assert saturated_fraction(s) == pytest.approx(49 / 98)
+
+
+def test_calibration_scales_scores_without_reordering_them():
+    """Temperature scaling folded into the output layers: every score times one scalar fitted on the
+    training pairs, so order (accuracy, Spearman) is unchanged and the BT probabilities get calibrated."""
+    import pandas as pd
+
+    from models.reward_model import RewardModel
+    from models.train_reward import calibrate, pair_scores
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    from tests.rlhfkit import rl_song
+
+    song = rl_song(seed=3)
+    n = song.n_beats
+    model = RewardModel(d_model=32, n_layers=1, n_heads=2).eval()
+    rows = []
+    for k in range(60):
+        a, b = rng.integers(0, 10, n), rng.integers(0, 10, n)
+        rows.append({"song_id": song.song_id, "actions_a": a.tolist(), "actions_b": b.tolist(), "target_ratio": 0.6,
+                     "choice": float(rng.integers(0, 2))})
+    df = pd.DataFrame(rows)
+    songs = {song.song_id: song}
+    ra0, rb0 = pair_scores(model, df, songs)
+    # labels that agree with the model 90% of the time: a well-ranked but miscalibrated model
+    df["choice"] = np.where((ra0 > rb0) ^ (rng.random(len(df)) < 0.1), 0.0, 1.0)
+    s = calibrate(model, df, songs)
+    ra1, rb1 = pair_scores(model, df, songs)
+    np.testing.assert_allclose(ra1, s * ra0, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(np.argsort(ra1), np.argsort(ra0))
+    assert s > 1.0  # confident labels: the tiny initial score gaps are stretched
