@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from beatedit.atomic import atomic_write_text
+
 
 @dataclass(frozen=True)
 class QuarantineEntry:
@@ -23,9 +25,7 @@ def write_report(path: str | Path, stage: str, entries: list[QuarantineEntry], p
         "quarantined": len(entries),
         "entries": [asdict(e) for e in sorted(entries, key=lambda e: e.file)],
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_write_text
 from beatedit.audio.io import AUDIO_EXTENSIONS
 from beatedit.config import Config, ConfigError
 from beatedit.corpus.generator import generate_corpus
@@ -34,7 +35,7 @@ def index_user_folder_task(cfg: Config) -> list[dict]:
     manifest = [{"song_id": p.stem, "path": str(p), "audio_extension": p.suffix.lower() in AUDIO_EXTENSIONS, "has_truth": False} for p in files]
     paths = StagePaths.from_config(cfg)
     paths.corpus_dir.mkdir(parents=True, exist_ok=True)
-    paths.corpus_manifest.write_text(json.dumps(manifest, indent=1))
+    atomic_write_text(paths.corpus_manifest, json.dumps(manifest, indent=1))
     get_run_logger().info("indexed %d files in %s (no ground truth: beat metrics will be skipped)", len(files), folder)
     return manifest
 

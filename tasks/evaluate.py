@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_path, atomic_write_text
 from beatedit.editing.actions import ACTION_NAMES
 from beatedit.config import Config
 from beatedit.paths import StagePaths
@@ -107,7 +108,8 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
 
     paths = StagePaths.from_config(cfg)
     paths.evaluate_dir.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(paths.eval_results, index=False)
+    with atomic_path(paths.eval_results) as tmp:
+        df.to_parquet(tmp, index=False)
     tracking.log_file(paths.eval_results)
     vs_champion = head_to_head(df, "candidate", "champion", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed) if "champion" in set(df.editor) else None
     vs_random = head_to_head(df, "candidate", "random", n_boot=cfg.evaluate.n_bootstrap, seed=cfg.evaluate.seed)
@@ -117,7 +119,7 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     decision = {"approved": approved, "reason": reason, "policy_version": cand["policy_version"], "reward_version": cand["reward_version"],
                 "evaluated_against": champion_version,  # the champion at evaluation time (compare-and-set on promotion)
                 "evaluation_run_id": mlflow.active_run().info.run_id}
-    paths.eval_decision.write_text(json.dumps(decision, indent=1) + "\n")
+    atomic_write_text(paths.eval_decision, json.dumps(decision, indent=1) + "\n")
     metrics = {k: v for k, v in summary.items()}
     metrics["seam_discontinuity"] = 1.0 - summary["listener_seams"]  # 0 = seamless; from seams measured on the rendered audio
     metrics["candidate_version"] = cand["policy_version"]
@@ -125,10 +127,10 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     metrics["approved_for_promotion"] = approved
     plots = paths.plots("evaluate")
     plots.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{"opponent": k.removeprefix("win_rate_vs_"), "win_rate": v} for k, v in summary.items()
-                  if k.startswith("win_rate_vs_") and not k.endswith(("_ci_low", "_ci_high"))]).to_csv(plots / "win_rates.csv", index=False)
+    atomic_write_text(plots / "win_rates.csv", pd.DataFrame([{"opponent": k.removeprefix("win_rate_vs_"), "win_rate": v} for k, v in summary.items()
+                  if k.startswith("win_rate_vs_") and not k.endswith(("_ci_low", "_ci_high"))]).to_csv(index=False))
     mine = df[df.editor == "candidate"]
-    pd.DataFrame([{"action": a, "share": float(mine[f"action_share_{a}"].mean())} for a in ACTION_NAMES]).to_csv(plots / "actions.csv", index=False)
+    atomic_write_text(plots / "actions.csv", pd.DataFrame([{"action": a, "share": float(mine[f"action_share_{a}"].mean())} for a in ACTION_NAMES]).to_csv(index=False))
     lines = [f"| {k} | {v:.3f} |" for k, v in sorted(metrics.items()) if isinstance(v, float) and (k.startswith("win_rate") or k in (
         "listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar", "cuts_on_phrase", "seam_discontinuity"))]
     create_markdown_artifact(key="evaluation", markdown=(

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_path
 from beatedit.audio.io import AudioError, load_mono
 from beatedit.config import Config
 from beatedit.paths import StagePaths
@@ -116,7 +117,8 @@ def features_report_task(results: list[dict], cfg: Config) -> dict:
     report = write_report(paths.quarantine_report(paths.features_dir), "features", bad, len(results))
     get_run_logger().info(summary_line(report))
     index = pd.DataFrame(ok).sort_values("song_id").reset_index(drop=True) if ok else pd.DataFrame(columns=["song_id"])
-    index.drop(columns=["seconds"], errors="ignore").to_parquet(paths.features_index, index=False)
+    with atomic_path(paths.features_index) as tmp:
+        index.drop(columns=["seconds"], errors="ignore").to_parquet(tmp, index=False)
     metrics: dict = {"songs": len(ok), "quarantined": len(bad), "beats": int(index["n_beats"].sum()) if ok else 0,
                      "seconds": round(float(index["seconds"].sum()), 2) if ok else 0.0}
     for key in ("beat_f_measure", "downbeat_f_measure", "phrase_f_measure", "section_f_measure", "meter_accuracy", "tempo_accuracy"):

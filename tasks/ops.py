@@ -16,13 +16,13 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_write_text
 from beatedit.audio.io import file_sha256
 from beatedit.config import Config
 from beatedit.paths import StagePaths
@@ -39,13 +39,7 @@ def now() -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True, default=str)
-        fh.write("\n")
-    Path(fh.name).replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: str | Path, default: Any) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_path
 from beatedit.audio.io import load_mono
 from beatedit.config import Config
 from beatedit.paths import StagePaths
@@ -53,9 +54,11 @@ def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
     human = cfg.preferences.human_votes_path
     df = merge_pairs([r["rows"] for r in ok], human, cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out, index=False)
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp, index=False)
     splits = df.drop_duplicates("song_id")[["song_id", "split"]].sort_values("song_id")
-    splits.to_csv(paths.splits_table, index=False)
+    with atomic_path(paths.splits_table) as tmp:
+        splits.to_csv(tmp, index=False)
     metrics = {**preference_metrics(df), "quarantined": len(bad), "human_votes_file": bool(human and Path(human).exists()),
                "seconds": round(sum(r["seconds"] for r in ok), 2)}
     tracking.write_metrics(paths.metrics("preferences"), metrics)

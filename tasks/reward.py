@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_write_text
 from beatedit.config import Config
 from beatedit.paths import StagePaths
 from beatedit.audio.song import SongAnalysis
@@ -98,7 +99,7 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
            if become_champion else ("failed the gate" if not gate_passed else f"below the champion's accuracy {champion_acc:.3f}"))
     get_run_logger().info("registered %s version %s with aliases %s (%s)", registry.REWARD_MODEL, version, aliases, why)
     mlflow.set_tags({"reward_version": version, "reward_champion": str(become_champion)})
-    paths.reward_registry.write_text(json.dumps({"version": version, "run_id": run_id, "champion": become_champion}, indent=1) + "\n")
+    atomic_write_text(paths.reward_registry, json.dumps({"version": version, "run_id": run_id, "champion": become_champion}, indent=1) + "\n")
     return {"version": version, "champion": become_champion, "reason": why}
 
 
@@ -113,16 +114,16 @@ def reward_report_task(cfg: Config, metrics: dict, history: list[dict], failures
     plots = paths.plots("reward")
     plots.mkdir(parents=True, exist_ok=True)
     if history:
-        pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
+        atomic_write_text(plots / "history.csv", pd.DataFrame(history).to_csv(index=False))
         fig = curves_figure(history, ["train_loss", "val_loss", "train_accuracy", "val_accuracy"], "reward model training", x="epoch")
         tracking.log_figure(fig, "plots/reward_curves.png")
     else:
-        pd.DataFrame([{"epoch": 0, **{k: metrics.get(k) for k in ("val_accuracy",)}}]).to_csv(plots / "history.csv", index=False)
+        atomic_write_text(plots / "history.csv", pd.DataFrame([{"epoch": 0, **{k: metrics.get(k) for k in ("val_accuracy",)}}]).to_csv(index=False))
     out = {**metrics, "gate_passed": not failures, "gate_failures": failures, "epochs": len(history)}
     if registered:
         out.update(registered_version=registered["version"], registered_champion=registered["champion"])
     tracking.write_metrics(paths.metrics("reward"), out)
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "gate.txt").write_text("PASSED\n" if not failures else "FAILED\n" + "\n".join(failures) + "\n")
+        atomic_write_text(Path(tmp) / "gate.txt", "PASSED\n" if not failures else "FAILED\n" + "\n".join(failures) + "\n")
         tracking.log_file(Path(tmp) / "gate.txt")
     return out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
+from beatedit.atomic import atomic_write_text
 from beatedit.config import Config, config_to_dict, render_params_yaml
 from beatedit.devtools.import_graph import stage_code_fingerprint
 from beatedit.paths import StagePaths
@@ -153,14 +154,14 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
     save_policy(out, policy, extra={"algorithm": cfg.rlhf.algorithm, "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str))}})
     with tempfile.TemporaryDirectory() as tmp:
         effective = Path(tmp) / "params.yaml"
-        effective.write_text(render_params_yaml(cfg) + "\n")
+        atomic_write_text(effective, render_params_yaml(cfg) + "\n")
         model_uri = log_policy_model(out, effective)
     reward_info = json.loads(paths.reward_registry.read_text()) if paths.reward_registry.exists() else {}
     run_id = mlflow.active_run().info.run_id
     version = registry.register(model_uri, registry.POLICY_MODEL, aliases=(registry.CHALLENGER,),
                                 tags={"algorithm": cfg.rlhf.algorithm, "reward_version": str(reward_info.get("version", ""))})
     info = {"version": version, "run_id": run_id, "reward_version": reward_info.get("version")}
-    paths.policy_registry.write_text(json.dumps(info, indent=1) + "\n")
+    atomic_write_text(paths.policy_registry, json.dumps(info, indent=1) + "\n")
     get_run_logger().info("registered %s version %s (alias challenger)", registry.POLICY_MODEL, version)
     return info
 
@@ -180,15 +181,15 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
                                       "charts/dense_reward": "dense_reward", "losses/approx_kl": "approx_kl"})
     else:
         train = pd.DataFrame({"update": [0], "episode_reward": [float("nan")]})
-    train.to_csv(plots / "training.csv", index=False)
+    atomic_write_text(plots / "training.csv", train.to_csv(index=False))
     mon = pd.DataFrame(result.get("history", []))
     if len(mon):
         mon = mon.rename(columns={"kl": "kl_to_reference", "proxy": "proxy_learned", "gold": "gold_listener"})
-        mon.to_csv(plots / "overoptimization.csv", index=False)
+        atomic_write_text(plots / "overoptimization.csv", mon.to_csv(index=False))
         fig = curves_figure(mon.to_dict("records"), ["proxy_learned", "gold_listener", "kl_to_reference"], "over-optimisation monitor (validation songs)", x="kl_to_reference")
         tracking.log_figure(fig, "plots/overoptimization.png")
     else:
-        pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(plots / "overoptimization.csv", index=False)
+        atomic_write_text(plots / "overoptimization.csv", pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(index=False))
     metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
                **training_figures(cfg.rlhf.algorithm, result),
                **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,

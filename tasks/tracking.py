@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +21,7 @@ disable_telemetry()
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from beatedit.atomic import atomic_write_text  # noqa: E402
 from beatedit.config import Config, config_to_dict, flatten  # noqa: E402
 from models.checkpoint import dvc_lock_hash, git_commit  # noqa: E402
 
@@ -31,6 +31,34 @@ OVERRIDES_ENV = "BEATEDIT_OVERRIDES"
 
 def tracking_uri(cfg: Config) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout this code runs from: the embedded store lives here
+
+
+class TrackingStoreMissing(LookupError):
+    """A read-only caller (``beatedit edit``) names a SQLite store that does not exist."""
+
+
+def read_tracking_uri(cfg: Config) -> str:
+    """The store to *read* models from, never creating one (``beatedit edit`` from any folder).
+
+    ``MLFLOW_TRACKING_URI``, else ``mlflow.tracking_uri``. A SQLite store must already exist:
+    a relative path is looked up in the current folder, then in the project checkout (the
+    embedded ``sqlite:///mlflow.db`` is relative to the repo root); opening a missing one
+    would create an empty ``mlflow.db`` wherever the user happens to be.
+    """
+    uri = tracking_uri(cfg)
+    if not uri.startswith("sqlite:///"):
+        return uri
+    path = Path(uri[len("sqlite:///"):])
+    bases = [Path("/")] if path.is_absolute() else [Path.cwd(), PROJECT_ROOT]
+    for base in bases:
+        if (base / path).is_file():
+            return f"sqlite:///{(base / path).resolve()}"
+    where = " or ".join(str(b / path) for b in bases)
+    raise TrackingStoreMissing(f"no MLflow store at {where} (tracking URI {uri}); set MLFLOW_TRACKING_URI to the "
+                               "project's store, or run `make pipeline` to create one")
 
 
 class TrackingServerUnreachable(ConnectionError):
@@ -161,12 +189,7 @@ def log_figure(fig: Any, artifact_file: str) -> None:
 
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
     """Write a DVC metrics file (JSON) atomically and log it to the active run."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-        json.dump(metrics, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    Path(fh.name).replace(path)
+    path = atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if mlflow.active_run():
         log_metrics(metrics)
         mlflow.log_artifact(str(path), artifact_path="metrics")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beatedit.atomic import atomic_path
 from beatedit.audio.schema import N_FEATURES, SCHEMA_VERSION, check_schema
 
 _ARRAYS = ("beat_times", "bar_starts", "beat_in_bar", "phrase_starts", "section_starts", "features")
@@ -79,12 +80,9 @@ class SongAnalysis:
         self.validate(str(path))
         meta = {k: getattr(self, k) for k in ("song_id", "source_path", "source_hash", "source_sr", "source_channels",
                                               "duration", "tempo", "meter", "schema_version", "stems_backend", "extra")}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
-                            **{k: getattr(self, k) for k in _ARRAYS})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # the temporary keeps the .npz suffix, so savez writes exactly there
+            np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+                                **{k: getattr(self, k) for k in _ARRAYS})
 
     @classmethod
     def load(cls, path: str | Path) -> "SongAnalysis":

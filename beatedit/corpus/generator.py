@@ -54,6 +54,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from beatedit.atomic import atomic_write_text
 from beatedit.config import CorpusConfig
 
 GENERATOR_VERSION = "1"
@@ -644,5 +645,5 @@ def generate_corpus(cfg: CorpusConfig, out_root: Path, progress: bool = True) ->
     for i in tqdm(range(cfg.n_songs), desc="corpus", unit="song", disable=not progress):
         manifest.append(write_song(generate_song(i, cfg), out_root))
     out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out_root / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest

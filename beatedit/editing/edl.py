@@ -19,6 +19,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from beatedit.atomic import atomic_write_text
+
 EDL_VERSION = "edl-v1"
 
 
@@ -132,7 +134,7 @@ class EDL:
             raise EDLError(f"EDL is not valid JSON: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | Path) -> "EDL":
