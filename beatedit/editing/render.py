@@ -29,12 +29,13 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from beatedit.atomic import new_temp, replace_together
 from beatedit.config import RenderConfig
 from beatedit.editing.edl import EDL, EDLError, Segment
 from beatedit.editing.stretch import DEFAULT_MAX_CHANGE, stretch_to_length
@@ -189,17 +190,73 @@ def edl_path_for(out_wav: str | Path) -> Path:
     return Path(out_wav).with_suffix(".edl.json")
 
 
+class OutputLocationError(OSError):
+    """The edit cannot be written where asked (a folder, an unwritable place, a full disk); names the path."""
+
+
+#: bytes per sample of each ``render.wav_subtype`` (for the free-space check)
+WAV_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
+_WRITE_BLOCK = 1 << 16  # frames per soundfile write call: the encoder's copy stays one block
+
+
+def check_output(out_wav: str | Path, need_bytes: int = 0) -> None:
+    """Refuse, before any work, an output the WAV + EDL cannot be written to.
+
+    The WAV and its ``.edl.json`` must not be folders; the nearest existing ancestor of their
+    folder must be a writable folder; ``need_bytes`` (an upper bound of what will be written)
+    must fit in the free space there.
+    """
+    out_wav = Path(out_wav)
+    for p in (out_wav, edl_path_for(out_wav)):
+        if p.is_dir():
+            raise OutputLocationError(f"{p}: is a folder; give a file name ending in .wav")
+    folder = out_wav.parent
+    while not folder.exists():
+        if folder.is_symlink():
+            raise OutputLocationError(f"{folder}: a broken symbolic link; cannot create {out_wav}")
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputLocationError(f"{folder}: not a folder; cannot create {out_wav}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputLocationError(f"{folder}: folder is not writable; cannot create {out_wav}")
+    if need_bytes:
+        free = shutil.disk_usage(folder).free
+        if free < need_bytes:
+            raise OutputLocationError(f"{folder}: not enough free space for {out_wav} ({free / 1e6:.1f} MB free, "
+                                      f"up to {need_bytes / 1e6:.1f} MB needed)")
+
+
+def _write_wav(path: Path, audio: np.ndarray, sr: int, subtype: str) -> None:
+    """Write [channels, n] audio block by block (no full interleaved copy); failures become OSError."""
+    try:
+        with sf.SoundFile(str(path), "w", sr, audio.shape[0], subtype=subtype, format="WAV") as f:
+            for i in range(0, audio.shape[1], _WRITE_BLOCK):
+                f.write(audio[:, i:i + _WRITE_BLOCK].T)
+    except OSError:
+        raise
+    except Exception as exc:  # libsndfile reports a full disk or a file-size limit as "System error"
+        need = audio.shape[0] * audio.shape[1] * WAV_BYTES.get(subtype, 4)
+        free = shutil.disk_usage(path.parent).free
+        why = (f"no space left ({free / 1e6:.1f} MB free, {need / 1e6:.1f} MB needed)" if free < need
+               else f"{exc} (a full disk, a file-size limit or a failing device)")
+        raise OSError(f"{path}: writing the WAV failed: {why}") from exc
+
+
 def write_edit(edl: EDL, out_wav: str | Path, source: np.ndarray | None = None,
                cfg: RenderConfig | None = None, crossfade_ms: float | None = None) -> tuple[Path, Path]:
     """Render ``edl`` and write ``out_wav`` plus its EDL JSON beside it; returns (wav path, EDL path).
 
-    Both files are written to temporaries in the target folder and renamed into place
-    only after everything rendered and encoded, so an error leaves no half-written
-    file. The written EDL is the one rendered (re-timed crossfades included) with
+    The pair is one unit: the output location is checked first (``check_output``), both
+    files are written to temporaries in the target folder (mode ``0o666 & ~umask``) and
+    renamed into place only after everything rendered and encoded, WAV first, then EDL; if
+    the second rename fails the previous pair is restored (``beatedit.atomic.replace_together``).
+    So an error leaves the previous files (or none), never an orphan EDL or a mismatched pair.
+    The written EDL is the one rendered (re-timed crossfades included) with
     loudness-normalisation details under ``meta["render"]``.
     """
     cfg = cfg or RenderConfig()
     out_wav = Path(out_wav)
+    check_output(out_wav)
     edl, src = _prepared(edl, source, crossfade_ms)
     audio, factor = _exact(edl, _render_raw(edl, src))
     render_info: dict = {"target_lufs": None, "wav_subtype": cfg.wav_subtype}
@@ -214,18 +271,13 @@ def write_edit(edl: EDL, out_wav: str | Path, source: np.ndarray | None = None,
     out_wav.parent.mkdir(parents=True, exist_ok=True)
     tmp_wav = tmp_json = None
     try:
-        fd, tmp_wav = tempfile.mkstemp(prefix=f".{out_wav.name}.", suffix=".tmp", dir=out_wav.parent)
-        os.close(fd)
-        sf.write(tmp_wav, audio.T, edl.source_sr, subtype=cfg.wav_subtype, format="WAV")
-        fd, tmp_json = tempfile.mkstemp(prefix=f".{json_path.name}.", suffix=".tmp", dir=out_wav.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp_json, json_path)
-        tmp_json = None
-        os.replace(tmp_wav, out_wav)
-        tmp_wav = None
+        tmp_wav = new_temp(out_wav)
+        _write_wav(tmp_wav, audio, edl.source_sr, cfg.wav_subtype)
+        tmp_json = new_temp(json_path)
+        tmp_json.write_text(text)
+        replace_together([(tmp_wav, out_wav), (tmp_json, json_path)])
     finally:
         for t in (tmp_wav, tmp_json):
-            if t is not None and os.path.exists(t):
-                os.unlink(t)
+            if t is not None and t.exists():
+                t.unlink()
     return out_wav, json_path

@@ -245,6 +245,7 @@ def test_write_edit_leaves_nothing_half_written(stereo, tmp_path):
     with pytest.raises(OSError):
         write_edit(e.edl, tmp_path / "blocked.wav", y)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert not (tmp_path / "blocked.edl.json").exists()  # refused up front: no orphan EDL beside the folder
 
 
 def test_loudness_normalisation(stereo, tmp_path):
