@@ -4,11 +4,20 @@
 here; an unknown key, a missing key or a value of the wrong type is a ``ConfigError``
 naming the dotted key and the file. Each section's fields are documented where they
 are declared (TRL-style: every knob says what it does).
+
+Every numeric key also has a range (``RANGES`` below, one table for every section,
+checked by ``_build`` for every value, list items included); NaN and infinity are refused
+everywhere. ``tests/integration/test_adversarial_files.py`` checks that no numeric key lacks
+a range. Relations between keys (min <= max, weights with a positive sum) stay in each
+section's ``check()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -81,6 +90,11 @@ class StemsConfig:
     hpss_kernel_percussive: int = 5  # median filter length across frequency (bins) for the percussive estimate; odd
     demucs_model_dir: str = "models/demucs"  # where local demucs weights would live
 
+    def check(self) -> str | None:
+        if self.hop_length > self.n_fft:
+            return f"hop_length ({self.hop_length}) must be <= n_fft ({self.n_fft})"
+        return None
+
 
 @dataclass(frozen=True)
 class FeaturesConfig:
@@ -103,6 +117,13 @@ class FeaturesConfig:
     downbeat_jump_penalty: float = 2.0  # Viterbi cost (x evidence std x meter) of a bar-phase jump between beats
     novelty_half_bars: int = 4  # half-width (bars) of the checkerboard kernel for novelty / sections
     section_threshold: float = 0.6  # a 4-bar grid point starts a section when its novelty's robust z-score (median/MAD) exceeds this
+
+    def check(self) -> str | None:
+        if not self.min_bpm < self.max_bpm:
+            return f"min_bpm ({self.min_bpm}) must be < max_bpm ({self.max_bpm})"
+        if self.hop_length > self.n_fft:
+            return f"hop_length ({self.hop_length}) must be <= n_fft ({self.n_fft})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,8 @@ class DenseRewardConfig:
         weights = (self.w_tempo, self.w_energy, self.w_phrase, self.w_transition, self.w_grid, self.w_timbre, self.w_harmony)
         if min(weights) < 0:
             return "reward weights must be >= 0"
+        if self.w_tempo + self.w_energy + self.w_phrase + self.w_transition <= 0:
+            return "w_tempo + w_energy + w_phrase + w_transition must be > 0 (all zero: every edit scores the same)"
         if self.w_grid + self.w_timbre + self.w_harmony <= 0:
             return "w_grid + w_timbre + w_harmony must be > 0"
         if self.tempo_jump_bpm <= 0 or self.energy_scale_db <= 0 or self.energy_tol_db < 0:
@@ -347,6 +370,8 @@ class RLHFConfig:
     def check(self) -> str | None:
         if self.w_learned < 0 or self.w_dense < 0:
             return "w_learned and w_dense must be >= 0"
+        if self.w_learned + self.w_dense <= 0:
+            return "w_learned + w_dense must be > 0 (both zero: PPO has no reward but the KL penalty)"
         if self.n_envs < 1 or self.rollout_steps < 1 or self.n_minibatches < 1 or self.update_epochs < 1 or self.grad_accum < 1:
             return "n_envs, rollout_steps, n_minibatches, update_epochs and grad_accum must be >= 1"
         if (self.n_envs * self.rollout_steps) % self.n_minibatches:
@@ -397,6 +422,8 @@ class PreferencesConfig:
             return "candidates_per_song must be >= 4 and pairs_per_song >= 1"
         if self.targets_per_song < 1:
             return "targets_per_song must be >= 1"
+        if sum(getattr(self, f"weight_{k}") for k in CANDIDATE_KINDS if k != "policy") <= 0:
+            return "the weight_* of the candidate kinds must have a positive sum"
         unknown = sorted(set(self.ood_kinds) - set(CANDIDATE_KINDS))
         if unknown:
             return f"ood_kinds names unknown candidate kinds {unknown}; known: {list(CANDIDATE_KINDS)}"
@@ -501,6 +528,13 @@ class OpsConfig:
 
 
 @dataclass(frozen=True)
+class EditConfig:
+    """``beatedit edit`` (app/edit.py): the production edit path; no pipeline stage reads it."""
+
+    max_channel_samples: int = 120_000_000  # refuse a source with more samples x channels than this (memory guard: the edit holds the decoded source and its render, ~8 bytes per sample x channel on top of the analysis; 120M = 22 min of 44.1 kHz stereo, 3.5 min of 96 kHz 6-channel)
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0  # global seed for everything not seeded more specifically
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available
@@ -523,11 +557,193 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
 
     def check(self) -> str | None:
         if self.torch_threads < 0:
             return f"torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}"
         return None
+
+
+# ----------------------------------------------------------------------------- ranges
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric key: finite, and within the given bounds (and odd when asked)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    odd: bool = False
+
+    def problem(self, value: float) -> str | None:
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
+        for bound, ok, word in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
+                                (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
+            if bound is not None and not ok(bound):
+                return f"must be {word} {bound:g}, got {value!r}"
+        if self.odd and value % 2 != 1:
+            return f"must be odd, got {value!r}"
+        return None
+
+
+FRACTION = Range(ge=0, le=1)
+NON_NEGATIVE = Range(ge=0)
+POSITIVE = Range(gt=0)
+AT_LEAST_ONE = Range(ge=1)
+SEED = Range(ge=0, le=2**32 - 1)
+FFT = Range(ge=64, le=65536)
+HOP = Range(ge=1, le=65536)
+SAMPLE_RATE = Range(ge=8000, le=384000)
+BPM = Range(gt=0, le=1000)
+DBFS = Range(ge=-200, le=0)
+MS = Range(ge=0, le=1000)
+
+#: the range of every numeric key, by dotted key (list items: the list's key); ``*`` matches any run of characters.
+#: An exact key wins over a pattern; patterns are tried in order.
+RANGES: dict[str, Range] = {
+    "*seed": SEED,
+    "torch_threads": Range(ge=0, le=1024),
+    "data.corpus.n_songs": Range(ge=1, le=100_000),
+    "data.corpus.min_seconds": Range(ge=10, le=3600),
+    "data.corpus.max_seconds": Range(gt=0, le=3600),
+    "data.corpus.sample_rate": SAMPLE_RATE,
+    "audio.analysis_sr": SAMPLE_RATE,
+    "audio.min_beats": Range(ge=4, le=1_000_000),
+    "audio.max_seconds": Range(gt=0, le=86400),
+    "audio.max_quarantined_fraction": FRACTION,
+    "audio.silence_dbfs": DBFS,
+    "stems.n_fft": FFT,
+    "stems.hop_length": HOP,
+    "stems.hpss_margin": Range(ge=1, le=100),  # librosa: a margin below 1 is not a margin
+    "stems.bass_cutoff_hz": Range(gt=0, le=24000),
+    "stems.hpss_kernel_*": Range(ge=1, le=1001, odd=True),  # median filters need a centre
+    "features.n_fft": FFT,
+    "features.hop_length": HOP,
+    "features.phrase_bars": Range(ge=1, le=64),
+    "features.min_section_bars": Range(ge=1, le=256),
+    "features.novelty_half_bars": Range(ge=1, le=64),
+    "features.tempo_prior_bpm": BPM,
+    "features.min_bpm": BPM,
+    "features.max_bpm": BPM,
+    "features.tempo_prior_octaves": Range(gt=0, le=10),
+    "features.tightness": Range(ge=0, le=1e6),
+    "features.octave_up_ratio": Range(ge=0, le=10),
+    "features.trim_ratio": FRACTION,
+    "features.onset_lead_s": Range(ge=-1, le=1),
+    "features.drums_onset_weight": Range(ge=0, le=100),
+    "features.meter_ssm_weight": Range(ge=0, le=100),
+    "features.meter_bias_4": Range(ge=-10, le=10),
+    "features.downbeat_jump_penalty": Range(ge=0, le=1000),
+    "features.section_threshold": Range(ge=-100, le=100),
+    "env.target_min": Range(gt=0, le=1),
+    "env.target_max": Range(gt=0, le=1),
+    "env.window_before": Range(ge=0, le=4096),
+    "env.window_after": Range(ge=1, le=4096),
+    "env.recent_actions": Range(ge=0, le=4096),
+    "env.max_loops_per_episode": Range(ge=0, le=10_000),
+    "env.length_tolerance_beats": Range(gt=0, le=1000),
+    "render.crossfade_ms": MS,
+    "render.target_lufs": Range(ge=-70, le=0),
+    "dense_reward.w_*": Range(ge=0, le=1000),
+    "dense_reward.tempo_jump_bpm": Range(gt=0, le=1000),
+    "dense_reward.energy_tol_db": Range(ge=0, le=200),
+    "dense_reward.energy_scale_db": Range(gt=0, le=200),
+    "dense_reward.silence_db": DBFS,
+    "dense_reward.dead_rel_db": Range(ge=0, le=200),
+    "dense_reward.dead_min_beats": AT_LEAST_ONE,
+    "dense_reward.default_phrase_beats": AT_LEAST_ONE,
+    "dense_reward.*_credit": FRACTION,
+    "dense_reward.*_weight": FRACTION,
+    "listener.noise": Range(ge=0, le=100),
+    "listener.w_*": Range(ge=0, le=1000),
+    "listener.*_credit": FRACTION,
+    "listener.duration_tolerance_beats": Range(ge=0, le=1000),
+    "listener.duration_scale_beats": Range(gt=0, le=1000),
+    "listener.long_fade_bars": Range(gt=0, le=1000),
+    "listener.min_piece_bars": Range(gt=0, le=1000),
+    "listener.long_fade_factor": FRACTION,
+    "listener.section_type_similarity": FRACTION,
+    "listener.short_piece_cost": Range(ge=0, le=1000),
+    "listener.max_free_pieces": AT_LEAST_ONE,
+    "listener.seam_window_ms": Range(gt=0, le=1000),
+    "listener.seam_crossfade_ms": MS,
+    "listener.seam_baseline_pct": Range(ge=0, le=100),
+    "listener.seam_*_scale_db": Range(gt=0, le=200),
+    "listener.seam_worst_weight": FRACTION,
+    "listener.chorus_tolerance_db": Range(ge=0, le=200),
+    "listener.max_loops_per_phrase": NON_NEGATIVE,
+    "listener.max_repeat_share": FRACTION,
+    "orchestration.max_workers": Range(ge=1, le=1024),
+    "orchestration.song_timeout_s": Range(gt=0, le=1e6),
+    "preferences.candidates_per_song": Range(ge=4, le=100_000),
+    "preferences.*_per_song": NON_NEGATIVE,
+    "preferences.weight_*": Range(ge=0, le=1000),
+    "preferences.split_fractions": FRACTION,
+    "reward.dropout": Range(ge=0, lt=1),
+    "reward.target_dropout": FRACTION,
+    "reward.lr": Range(gt=0, le=10),
+    "reward.weight_decay": NON_NEGATIVE,
+    "reward.warmup_steps": NON_NEGATIVE,
+    "reward.min_lr_ratio": FRACTION,
+    "reward.grad_clip": NON_NEGATIVE,
+    "reward.margin_scale": NON_NEGATIVE,
+    "reward.center_coef": NON_NEGATIVE,
+    "reward.min_val_to_ceiling": Range(ge=0, le=10),
+    "reward.min_score_std": NON_NEGATIVE,
+    "reward.min_spearman": Range(ge=-1, le=1),
+    "reward.min_val_accuracy": FRACTION,
+    "reward.min_ood_accuracy": FRACTION,
+    "reward.max_saturated_fraction": FRACTION,
+    "reward.max_ece": FRACTION,
+    "reward.*": AT_LEAST_ONE,  # sizes and counts: d_model, n_layers, n_heads, max_beats, window_stride, epochs, batch sizes, patience
+    "rlhf.w_*": Range(ge=0, le=1000),
+    "rlhf.kl_coef": NON_NEGATIVE,
+    "rlhf.kl_target": POSITIVE,
+    "rlhf.gamma": FRACTION,
+    "rlhf.gae_lambda": FRACTION,
+    "rlhf.clip_coef": POSITIVE,
+    "rlhf.vf_coef": NON_NEGATIVE,
+    "rlhf.ent_coef": NON_NEGATIVE,
+    "rlhf.max_grad_norm": NON_NEGATIVE,
+    "rlhf.lr": Range(gt=0, le=10),
+    "rlhf.target_kl": POSITIVE,
+    "rlhf.n_eval_songs": NON_NEGATIVE,
+    "rlhf.eval_targets": Range(gt=0, le=1),
+    "rlhf.bc.lr": Range(gt=0, le=10),
+    "rlhf.bc.weight_decay": NON_NEGATIVE,
+    "rlhf.bc.val_fraction": Range(ge=0, lt=1),
+    "rlhf.bc.class_balance": Range(ge=0, le=10),
+    "rlhf.bc.label_smoothing": Range(ge=0, lt=1),
+    "rlhf.dpo.beta": POSITIVE,
+    "rlhf.dpo.lr": Range(gt=0, le=10),
+    "rlhf.dpo.label_smoothing": Range(ge=0, lt=0.5),
+    "rlhf.dpo.min_strength": FRACTION,
+    "rlhf.*": AT_LEAST_ONE,  # counts: kl_horizon, total_steps, n_envs, rollout_steps, ..., policy sizes, bc/dpo epochs and batches
+    "evaluate.n_render_examples": NON_NEGATIVE,
+    "evaluate.*": AT_LEAST_ONE,  # n_bootstrap, targets_per_song
+    "promote.margin": Range(ge=0, lt=0.5),
+    "ops.drift_tolerance_*": FRACTION,
+    "edit.max_channel_samples": AT_LEAST_ONE,
+}
+
+
+def range_for(key: str) -> Range | None:
+    """The range of a dotted key (``a.b[2]`` -> that of list ``a.b``), or None when none is declared."""
+    key = re.sub(r"\[\d+\]", "", key)
+    if key in RANGES:
+        return RANGES[key]
+    return next((r for pattern, r in RANGES.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
+
+
+def _check_range(value: Any, key: str, where: str) -> Any:
+    """Every number: finite and within its key's range, or a ConfigError naming the key."""
+    rng = range_for(key) or Range()
+    problem = rng.problem(value)
+    if problem:
+        raise ConfigError(f"{where}: {key} {problem}")
+    return value
 
 
 # ----------------------------------------------------------------------------- loading
@@ -566,11 +782,11 @@ def _check_type(value: Any, tp: Any, key: str, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
-        return float(value)
+        return _check_range(float(value), key, where)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
-        return value
+        return _check_range(value, key, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
