@@ -89,19 +89,67 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
 
 def load_audio(path: str | Path, *, max_seconds: float | None = None,
                silence_dbfs: float = DEFAULT_SILENCE_DBFS) -> tuple[np.ndarray, int]:
-    """The whole file at its own rate: ``(float32 [channels, n], sr)``. Checked like ``load_mono``."""
+    """The whole file at its own rate: ``(float32 [channels, n], sr)``. Checked like ``load_mono``.
+
+    Decoded block by block straight into the ``[channels, n]`` result, so the peak is the
+    result plus one block (not the interleaved decode plus its transposed copy).
+    """
     with _open(path) as f:
         sr = int(f.samplerate)
         _check_length(path, f.frames, sr, max_seconds)
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except Exception as exc:
-            raise AudioError(path, "undecodable", f"decoding failed ({exc})") from exc
-    if data.shape[0] == 0:
+        out = np.empty((f.channels, f.frames), dtype=np.float32)
+        block_frames = max(4096, int(_BLOCK_SECONDS * sr))
+        filled = 0
+        peak = 0.0
+        while filled < f.frames:
+            try:
+                block = f.read(min(block_frames, f.frames - filled), dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise AudioError(path, "undecodable", f"decoding failed at {filled / sr:.1f} s ({exc})") from exc
+            if not len(block):  # the decoder delivers fewer frames than it reported
+                break
+            _check_block(path, block, filled, sr)
+            out[:, filled:filled + len(block)] = block.T
+            peak = max(peak, float(np.max(np.abs(block))))
+            filled += len(block)
+    if filled == 0:
         raise AudioError(path, "empty", "file holds no audio frames")
-    _check_block(path, data, 0, sr)
-    _check_silent(path, float(np.max(np.abs(data))), silence_dbfs)
-    return np.ascontiguousarray(data.T), sr
+    _check_silent(path, peak, silence_dbfs)
+    return (out if filled == out.shape[1] else np.ascontiguousarray(out[:, :filled])), sr
+
+
+def wav_truncation(path: str | Path) -> tuple[int, int] | None:
+    """``(frames the header declares, frames the file holds)`` for a RIFF/WAVE file cut short mid-data, else None.
+
+    Decoders silently read a truncated WAV as whatever is there; the header's ``data``
+    chunk size says how long it was meant to be. Streamed headers (size 0 or 0xFFFFFFFF)
+    and non-WAV files are not judged.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        return None
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        pos = 12
+        while True:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, csize = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = fh.read(min(csize, 16))
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+            elif cid == b"data":
+                available = size - (pos + 8)
+                if not block_align or csize in (0, 0xFFFFFFFF) or available >= csize:
+                    return None
+                return csize // block_align, max(available, 0) // block_align
+            pos += 8 + csize + (csize & 1)
 
 
 def load_mono(path: str | Path, sr: int, *, max_seconds: float | None = None,
