@@ -24,7 +24,26 @@ STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evalu
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
 
 
+def params_file(args: argparse.Namespace) -> str:
+    """``--params`` (before or after the subcommand), else params.yaml in the current folder."""
+    return args.params or "params.yaml"
+
+
+def edit_config(params: str | None):
+    """``edit``'s configuration: ``--params``, else ./params.yaml when there is one, else the packaged defaults.
+
+    The defaults are the dataclass defaults of ``beatedit/config.py`` (the documented ones),
+    so ``beatedit edit`` works from any folder, not only a checkout.
+    """
+    from beatedit.config import Config, load_config
+
+    if params is None and not Path("params.yaml").is_file():
+        return Config()
+    return load_config(params or "params.yaml")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    args.params = params_file(args)
     if args.stage == "pipeline":
         if args.overrides:
             print("error: the pipeline reads params.yaml (DVC tracks it); use `dvc exp run -S key=value` for overrides", file=sys.stderr)
@@ -41,26 +60,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from beatedit.config import ConfigError, load_config
+    from beatedit.config import ConfigError
     from beatedit.editing.target import format_seconds, parse_duration
-    from app.edit import EditFileError, edit_file
+    from app.edit import EditFileError, check_inputs, edit_file
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
     try:
-        cfg = load_config(args.params)
+        cfg = edit_config(args.params)
+        duration = parse_duration(args.duration) if args.duration is not None else None
+        target = args.target if args.target is not None or duration is not None else 0.6
+        check_inputs(Path(args.input), Path(args.output), cfg, strict=args.strict, warn=lambda m: None)  # before loading a model
         policy = None
         if args.editor == "policy":
             from tasks.policy_source import PolicySourceError, load_policy_from_uri
 
             try:
-                policy = load_policy_from_uri(args.model)
+                policy = load_policy_from_uri(args.model, cfg)
             except PolicySourceError as exc:
                 raise EditFileError(str(exc)) from None
-        duration = parse_duration(args.duration) if args.duration is not None else None
-        target = args.target if args.target is not None or duration is not None else 0.6
         result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
-                           editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact)
+                           editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
+                           strict=args.strict, warn=warn)
     except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable folder, full disk, a file vanishing under us: a message, not a traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     err = result["duration"] - result["target_seconds"]
     stretch = f", stretched x{result['stretch']:.4f}" if result["stretch"] else ""
@@ -73,7 +101,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tasks.evaluate_folder import evaluate_folder
 
-    report = evaluate_folder(args.model, Path(args.audio_dir), params=args.params, target=args.target, out=Path(args.out) if args.out else None)
+    report = evaluate_folder(args.model, Path(args.audio_dir), params=params_file(args), target=args.target, out=Path(args.out) if args.out else None)
     for key, value in report["summary"].items():
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
     return 0
@@ -82,19 +110,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from flows.promote import promote_flow, rollback_flow
 
-    decision = rollback_flow(params=args.params) if args.rollback else promote_flow(params=args.params)
+    params = params_file(args)
+    decision = rollback_flow(params=params) if args.rollback else promote_flow(params=params)
     print(("PROMOTED: " if decision["promoted"] else "NOT PROMOTED: ") + decision["reason"])
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beatedit", description="RLHF for automatic music editing.")
-    parser.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
+    parser.add_argument("--params", default=None,
+                        help="parameters file (default ./params.yaml; `edit` falls back to the built-in defaults)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def params_after(p: argparse.ArgumentParser) -> None:  # `beatedit edit --params p.yaml ...` works too
+        p.add_argument("--params", default=argparse.SUPPRESS, help="parameters file (same as before the subcommand)")
 
     run = sub.add_parser("run", help="run one stage's flow (or the whole pipeline) outside DVC, with overrides")
     run.add_argument("stage", choices=STAGES)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
+    params_after(run)
     run.set_defaults(func=cmd_run)
 
     edit = sub.add_parser("edit", help="edit an audio file to a target length")
@@ -109,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
     edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")
     edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
+    edit.add_argument("--strict", action="store_true",
+                      help="refuse a damaged input (a WAV truncated mid-data) instead of warning and editing what is there")
+    params_after(edit)
     edit.set_defaults(func=cmd_edit)
 
     ev = sub.add_parser("evaluate", help="score a policy on a folder of audio with the simulated listener")
@@ -116,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--audio-dir", required=True, help="folder of audio files")
     ev.add_argument("--target", type=float, default=0.6, help="edit target ratio")
     ev.add_argument("--out", help="write the per-song report as JSON here")
+    params_after(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("promote", help="promote the evaluated challenger if it beats the champion")
     pr.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    params_after(pr)
     pr.set_defaults(func=cmd_promote)
 
     try:

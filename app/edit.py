@@ -1,7 +1,11 @@
 """The production editing path for one audio file: stems -> features -> editor -> render.
 
-Nothing is written until the edit is fully decided and rendered; the WAV and its
-EDL are written atomically, so a bad input never leaves half an output behind.
+Everything that can be refused is refused before the analysis: an output that is the
+input (same path or same file), an output location that cannot be written, a source over
+``edit.max_channel_samples`` (memory guard), a WAV truncated mid-data under ``strict``
+(otherwise a warning with the header's and the real length). Nothing is written until
+the edit is fully decided and rendered; the WAV and its EDL are written as one unit
+(``beatedit.editing.render.write_edit``), so a failure never leaves half an output behind.
 """
 
 from __future__ import annotations
@@ -9,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from beatedit.audio.io import AudioError, load_audio
+from beatedit.audio.io import AudioError, audio_info, load_audio, wav_truncation
 from beatedit.config import Config
 from beatedit.editing.program import check_target_ratio
 from beatedit.editing.editors import EDITORS, edit_with
 from beatedit.editing.edl import EDL
-from beatedit.editing.render import edl_path_for, write_edit
+from beatedit.editing.render import WAV_BYTES, OutputLocationError, check_output, edl_path_for, write_edit
 from beatedit.editing.stretch import StretchError
 from beatedit.editing.target import target_ratio_for
 from beatedit.audio.stems import StemCache
@@ -35,13 +40,63 @@ def stem_cache() -> StemCache:
     return StemCache(Path(os.environ.get(STEM_CACHE_ENV) or Path(tempfile.gettempdir()) / "beatedit-stem-cache"))
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path once resolved (``sub/../x`` included, even before ``sub`` exists), or the same inode (a hard link)."""
+    for bb in (b, Path(os.path.abspath(b))):
+        if a.resolve() == bb.resolve():
+            return True
+        try:
+            if os.path.samefile(a, bb):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def check_inputs(input_path: Path, output: Path, cfg: Config, strict: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
+    """Everything about the files that can be refused before the (long) analysis; EditFileError naming the file."""
+    if output.suffix.lower() != ".wav":
+        raise EditFileError(f"{output}: the output must be a .wav file")
+    if not input_path.is_file():
+        raise EditFileError(f"{input_path}: no such file")
+    for out in (output, edl_path_for(output)):
+        if _same_file(input_path, out):
+            raise EditFileError(f"{out}: is the input file; writing there would destroy the source the EDL refers to "
+                                "(choose another output name)")
+    try:
+        sr, channels, frames = audio_info(input_path)
+    except AudioError as exc:
+        raise EditFileError(f"{input_path}: cannot edit this file: {exc}") from None
+    limit = cfg.edit.max_channel_samples
+    if frames * channels > limit:
+        raise EditFileError(f"{input_path}: {frames / sr:.1f} s x {channels} channels at {sr} Hz is {frames * channels:,} "
+                            f"samples x channels, over the edit.max_channel_samples limit of {limit:,} (memory guard: about "
+                            f"{8 * frames * channels / 1e9:.1f} GB); raise it in params.yaml if this machine has the memory")
+    truncated = wav_truncation(input_path)
+    if truncated is not None:
+        declared, real = truncated
+        msg = (f"{input_path}: truncated WAV: the header declares {declared / sr:.3f} s ({declared} frames) but the file "
+               f"holds {real / sr:.3f} s ({real} frames)")
+        if strict:
+            raise EditFileError(msg + " (refused under --strict)")
+        (warn or (lambda m: warnings.warn(m, stacklevel=3)))(msg + "; editing the part that is there")
+    try:
+        need = int(frames * channels * WAV_BYTES.get(cfg.render.wav_subtype, 4) * 1.05) + (1 << 20)
+        check_output(output, need_bytes=need)
+    except OutputLocationError as exc:
+        raise EditFileError(str(exc)) from None
+
+
 def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
-              seed: int = 0, duration: float | None = None, exact: bool = False) -> dict:
+              seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
+              warn: Callable[[str], None] | None = None) -> dict:
     """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
 
     ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
-    target, to the sample (``beatedit.editing.stretch``). Returns paths, the achieved and
-    requested lengths and the stretch factor.
+    target, to the sample (``beatedit.editing.stretch``). ``strict``: refuse a truncated WAV
+    (otherwise ``warn`` is called with the header's and the real length). Returns paths, the
+    achieved and requested lengths and the stretch factor.
     """
     from beatedit.audio.analysis import analyse_song
 
@@ -52,10 +107,7 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
             check_target_ratio(target)
         except ValueError as exc:
             raise EditFileError(f"--target: {exc}") from None
-    if output.suffix.lower() != ".wav":
-        raise EditFileError(f"{output}: the output must be a .wav file")
-    if not input_path.is_file():
-        raise EditFileError(f"{input_path}: no such file")
+    check_inputs(input_path, output, cfg, strict=strict, warn=warn)
     try:
         song = analyse_song(input_path, cfg, stem_cache())
         source, _sr = load_audio(input_path)
@@ -85,6 +137,8 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
         write_edit(edl, output, source=source, cfg=cfg.render)
     except StretchError as exc:
         raise EditFileError(f"--exact: {exc}") from None
+    except OutputLocationError as exc:
+        raise EditFileError(str(exc)) from None
     written = EDL.load(edl_path_for(output))
     achieved = written.meta.get("exact_samples", written.n_samples) / written.source_sr
     return {"wav": str(output), "edl": str(edl_path_for(output)), "duration": achieved, "edit_duration": edl.duration,

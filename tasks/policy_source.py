@@ -32,15 +32,28 @@ def checkpoint_from_uri(uri: str, kind: str = "policy") -> Path:
     return found[0]
 
 
-def load_policy_from_uri(uri: str) -> Any:
+def load_policy_from_uri(uri: str, cfg: Any = None) -> Any:
+    """A policy from a registry/run URI or a checkpoint; ``cfg`` (default: the built-in defaults) names the store.
+
+    Read-only: the store must exist (``tracking.read_tracking_uri``) and no experiment is
+    created, so editing from any folder never leaves an ``mlflow.db`` there.
+    """
     from models.checkpoint import CheckpointError
     from models.policy import load_policy
 
     if uri.startswith("models:/") or uri.startswith("runs:/"):
-        from beatedit.config import load_config
+        import mlflow
+
+        from beatedit.config import Config
         from tasks import tracking
 
-        tracking.configure(load_config())
+        try:
+            store = tracking.read_tracking_uri(cfg if cfg is not None else Config())
+            tracking.check_tracking_server(store)
+        except (tracking.TrackingStoreMissing, tracking.TrackingServerUnreachable) as exc:
+            raise PolicySourceError(f"cannot load model {uri!r}: {exc}") from None
+        mlflow.set_tracking_uri(store)
+        mlflow.set_registry_uri(store)
     path = checkpoint_from_uri(uri)
     try:
         policy, _ = load_policy(path)
