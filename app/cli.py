@@ -109,9 +109,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from flows.promote import promote_flow, rollback_flow
+    from tasks.registry import PromotionLockError
 
     params = params_file(args)
-    decision = rollback_flow(params=params) if args.rollback else promote_flow(params=params)
+    if args.expect_champion is not None and not args.rollback:
+        print("error: --expect-champion goes with --rollback", file=sys.stderr)
+        return 2
+    try:
+        decision = rollback_flow(params=params, expected_champion=args.expect_champion) if args.rollback else promote_flow(params=params)
+    except PromotionLockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(("PROMOTED: " if decision["promoted"] else "NOT PROMOTED: ") + decision["reason"])
     return 0
 
@@ -158,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("promote", help="promote the evaluated challenger if it beats the champion")
     pr.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    pr.add_argument("--expect-champion", metavar="VERSION", default=None,
+                    help="with --rollback: roll back only if VERSION is still the champion (safe to re-run)")
     params_after(pr)
     pr.set_defaults(func=cmd_promote)
 

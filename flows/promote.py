@@ -19,10 +19,11 @@ def promote_flow(params: str = "params.yaml") -> dict:
 
 
 @flow(name="rollback")
-def rollback_flow(params: str = "params.yaml") -> dict:
-    """Restore `previous-champion` as `champion` (policy and its reward model)."""
+def rollback_flow(params: str = "params.yaml", expected_champion: str | None = None) -> dict:
+    """Restore `previous-champion` as `champion` (policy and its reward model); with
+    `expected_champion`, only if that version is still the champion (compare-and-set)."""
     tracking.configure(load_stage_config(params, []))
-    d = registry.rollback()
+    d = registry.rollback(expected_champion=expected_champion)
     return {"promoted": d.promoted, "reason": d.reason, "policy_version": d.policy_version}
 
 
