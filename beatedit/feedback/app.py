@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,10 +37,12 @@ from starlette.staticfiles import StaticFiles
 
 from .db import FeedbackDB, SCHEMA_VERSION, open_db
 from .queue import (
+    DEFAULT_HOLD_S,
     DEFAULT_TOKEN_TTL_S,
     MAX_ISSUE_BATCH,
     SyncReport,
     VoteError,
+    check_duration,
     ensure_rater,
     issue_next,
     issued_pair,
@@ -51,6 +53,7 @@ from .queue import (
 )
 from .security import (
     DEFAULT_SECRET_ENV,
+    AccessLogScrubber,
     TokenError,
     UnsafePathError,
     coerce_secret,
@@ -60,6 +63,7 @@ from .security import (
     safe_audio_path,
     secret_from_env,
     sign_rater,
+    unsafe_char,
     validate_rater_id,
     verify_issue,
     verify_rater,
@@ -71,6 +75,9 @@ COOKIE = "beatedit_rater"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
 MAX_BODY_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 1000
+MAX_RATER_CHARS, MAX_RATER_TOKEN_CHARS = 64, 512
+ANON_PREFIX = "anon-"  # open-mode raters the server named itself (a cookieless page load)
+ANON_MAX_OUTSTANDING = 2  # unvoted issues an anonymous rater may hold at once
 STATIC_DIR = Path(str(resources.files("beatedit.feedback") / "static"))
 CSP = "default-src 'self'; media-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
@@ -98,15 +105,16 @@ class VoteIn(BaseModel):
     @field_validator("comment")
     @classmethod
     def _printable(cls, v: str) -> str:
-        if any(ord(c) < 32 and c not in "\n\t\r" for c in v):
-            raise ValueError("comment contains control characters")
+        bad = unsafe_char(v)
+        if bad is not None:
+            raise ValueError(f"comment contains a control or bidi character (U+{ord(bad):04X})")
         return v.strip()
 
 
 class SessionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rater: str | None = Field(default=None, max_length=64)
-    token: str | None = Field(default=None, max_length=512)
+    rater: str | None = Field(default=None, max_length=MAX_RATER_CHARS)
+    token: str | None = Field(default=None, max_length=MAX_RATER_TOKEN_CHARS)
 
 
 # --- state -----------------------------------------------------------------------------------------------
@@ -118,6 +126,7 @@ class FeedbackState:
     token_raters: dict[str, str] | None  # sha256(token) -> rater; None = open mode
     ttl_s: float
     max_votes_per_pair: int | None
+    hold_s: float
     sync: SyncReport
     known_raters: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,10 +188,17 @@ class GuardMiddleware:
 
 # --- app -------------------------------------------------------------------------------------------------
 def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_tokens: str | Path | dict[str, str] | None = None, *,
-               allowed_hosts: set[str] | None = None, token_ttl_s: float = DEFAULT_TOKEN_TTL_S, max_votes_per_pair: int | None = None) -> FastAPI:
+               allowed_hosts: set[str] | None = None, token_ttl_s: float = DEFAULT_TOKEN_TTL_S, max_votes_per_pair: int | None = None,
+               hold_s: float = DEFAULT_HOLD_S) -> FastAPI:
     """Build the feedback app: migrates ``db_url``, syncs ``render_dir/pairs.json`` into it and
     registers the raters of ``rater_tokens`` (a file path or ``{rater: token}``; None = open mode,
-    any browser gets a rater id). ``allowed_hosts``: Host header names accepted (default loopback)."""
+    any browser gets a rater id). ``allowed_hosts``: Host header names accepted (default loopback).
+    ``hold_s``: how long an unvoted issue holds its pair against ``max_votes_per_pair``.
+    Out-of-range settings are refused here (ValueError), before anything is served."""
+    token_ttl_s = check_duration("token_ttl_s (--token-ttl)", token_ttl_s)
+    hold_s = check_duration("hold_s (--hold)", hold_s)
+    if max_votes_per_pair is not None and (type(max_votes_per_pair) is not int or max_votes_per_pair < 1):
+        raise ValueError(f"max_votes_per_pair (--max-votes-per-pair) must be a positive integer, got {max_votes_per_pair!r}")
     key = coerce_secret(secret)
     root = Path(render_dir).resolve()
     db = open_db(db_url)
@@ -198,7 +214,8 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         by_rater = {r: hash_token(t) for r, t in tokens.items()}
         sync_raters(db, by_rater)
         token_raters = {h: r for r, h in by_rater.items()}
-    state = FeedbackState(db=db, key=key, render_dir=root, token_raters=token_raters, ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair, sync=sync)
+    state = FeedbackState(db=db, key=key, render_dir=root, token_raters=token_raters, ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair,
+                          hold_s=hold_s, sync=sync)
 
     from contextlib import asynccontextmanager
 
@@ -257,13 +274,16 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         return resp
 
     def check_origin(request: Request) -> None:
+        """A browser always sends Origin on a POST; the page's own fetches send ours. ``null``
+        (sandboxed frames, data: and file: pages) is an opaque, i.e. foreign, origin."""
         origin = request.headers.get("origin")
-        if origin and origin != "null":
-            from urllib.parse import urlsplit
+        if origin is None:
+            return  # not a browser (curl, scripts): the cookie or bearer token still decides
+        from urllib.parse import urlsplit
 
-            o = urlsplit(origin)
-            if (o.netloc or "").lower() != request.headers.get("host", "").lower():
-                raise ApiError(403, "cross_origin", "cross-origin requests are not accepted")
+        o = urlsplit(origin) if origin != "null" else None
+        if o is None or (o.netloc or "").lower() != request.headers.get("host", "").lower():
+            raise ApiError(403, "cross_origin", "cross-origin requests are not accepted")
 
     def session_for(body: SessionIn, request: Request) -> str:
         if state.tokens_required:
@@ -277,7 +297,7 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
                 return validate_rater_id(body.rater)
             except ValueError as exc:
                 raise ApiError(422, "invalid_request", [{"field": "rater", "message": str(exc)}]) from exc
-        return rater_from_request(request) or f"anon-{secrets.token_hex(5)}"
+        return rater_from_request(request) or f"{ANON_PREFIX}{secrets.token_hex(5)}"
 
     async def read_json(request: Request, model: type[BaseModel]):
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -309,18 +329,18 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         return claims
 
     # -- routes ----------------------------------------------------------------------------------------------
+    # A rater row is written when pairs are first issued (``/api/next``), not on sign-in or page
+    # load: cookieless page loads would otherwise add a row each.
     @app.get("/", response_class=HTMLResponse)
-    async def page(request: Request, rater: str | None = None, token: str | None = None):
+    async def page(request: Request, rater: str | None = Query(default=None, max_length=MAX_RATER_CHARS),
+                   token: str | None = Query(default=None, max_length=MAX_RATER_TOKEN_CHARS)):
         if token is not None or rater is not None:
             who = session_for(SessionIn(rater=rater, token=token), request)
-            await known(who)
             return set_cookie(RedirectResponse("/", status_code=303), who)
         html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         resp = HTMLResponse(html)
         if rater_from_request(request) is None and not state.tokens_required:
-            who = f"anon-{secrets.token_hex(5)}"
-            await known(who)
-            set_cookie(resp, who)
+            set_cookie(resp, f"{ANON_PREFIX}{secrets.token_hex(5)}")
         resp.headers["cache-control"] = "no-store"
         return resp
 
@@ -329,7 +349,6 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         check_origin(request)
         body = await read_json(request, SessionIn)
         who = session_for(body, request)
-        await known(who)
         return set_cookie(JSONResponse({"rater": who, "tokens_required": state.tokens_required}), who)
 
     @app.get("/api/next")
@@ -338,8 +357,10 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         if not 1 <= n <= MAX_ISSUE_BATCH:
             raise ApiError(422, "invalid_request", [{"field": "n", "message": f"must lie in [1, {MAX_ISSUE_BATCH}]"}])
         await known(rater)
-        items = await run_in_threadpool(issue_next, db, key, root, rater, n, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair)
-        prog = await run_in_threadpool(progress, db, root, rater, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair)
+        cap = ANON_MAX_OUTSTANDING if not state.tokens_required and rater.startswith(ANON_PREFIX) else None
+        items = await run_in_threadpool(issue_next, db, key, root, rater, n, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair,
+                                        hold_s=state.hold_s, max_outstanding=cap)
+        prog = await run_in_threadpool(progress, db, root, rater, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair, hold_s=state.hold_s)
         return {
             "rater": rater,
             "items": [{"token": it.token, "song_id": it.song_id, "target_ratio": it.target_ratio,
@@ -350,7 +371,7 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
     @app.get("/api/progress")
     async def get_progress(request: Request):
         rater = require_rater(request)
-        prog = await run_in_threadpool(progress, db, root, rater, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair)
+        prog = await run_in_threadpool(progress, db, root, rater, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair, hold_s=state.hold_s)
         return {"rater": rater, "votes": prog.votes, "remaining": prog.remaining}
 
     @app.get("/api/audio/{token}/{side}")
@@ -400,7 +421,7 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
 # --- running -------------------------------------------------------------------------------------------
 def serve(render_dir: str | Path, db_url: str, *, host: str = "127.0.0.1", port: int = 8765, rater_tokens: str | Path | None = None,
           secret_env: str = DEFAULT_SECRET_ENV, allow_remote_open: bool = False, max_votes_per_pair: int | None = None,
-          token_ttl_s: float = DEFAULT_TOKEN_TTL_S, log_level: str = "info") -> None:
+          token_ttl_s: float = DEFAULT_TOKEN_TTL_S, hold_s: float = DEFAULT_HOLD_S, log_level: str = "info") -> None:
     """Run the page with uvicorn (blocking). Loopback by default; binding elsewhere requires rater
     tokens unless ``allow_remote_open``. The HMAC secret comes from the ``secret_env`` variable."""
     import uvicorn
@@ -413,8 +434,23 @@ def serve(render_dir: str | Path, db_url: str, *, host: str = "127.0.0.1", port:
     hosts = {"127.0.0.1", "localhost", "[::1]"}
     if not is_loopback(host):
         hosts = {"*"} if host in ("0.0.0.0", "::") else hosts | {host.lower()}
-    app = create_app(render_dir, db_url, key, rater_tokens, allowed_hosts=hosts, token_ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
+    app = create_app(render_dir, db_url, key, rater_tokens, allowed_hosts=hosts, token_ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair,
+                     hold_s=hold_s)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False, log_config=uvicorn_log_config())
+
+
+def uvicorn_log_config() -> dict:
+    """uvicorn's own logging set-up plus ``AccessLogScrubber`` on its handlers: the access log
+    stays on, but rater tokens (``?token=``) and issue tokens (audio URLs) never reach it."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["scrub_secrets"] = {"()": AccessLogScrubber}
+    for handler in cfg["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "scrub_secrets"]
+    return cfg
 
 
 class ServerThread:
@@ -424,7 +460,8 @@ class ServerThread:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", server_header=False))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", server_header=False,
+                                                    log_config=uvicorn_log_config()))
         self.host, self.port = host, port
         self._thread = threading.Thread(target=self.server.run, name="feedback-server", daemon=True)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -52,7 +53,21 @@ from .security import (
 
 MANIFEST_NAME = "pairs.json"
 DEFAULT_TOKEN_TTL_S = 24 * 3600
+DEFAULT_HOLD_S = 15 * 60  # how long an unvoted issue keeps its pair from other raters under --max-votes-per-pair
+MAX_DURATION_S = 365 * 24 * 3600
 MAX_ISSUE_BATCH = 20
+
+
+def check_duration(name: str, seconds: float) -> float:
+    """A positive, finite number of seconds up to a year, or ValueError naming the setting
+    (nan/inf would crash date arithmetic; zero or negative would expire every token at once)."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {seconds!r}") from None
+    if not math.isfinite(value) or not 1.0 <= value <= MAX_DURATION_S:
+        raise ValueError(f"{name} must be a finite number of seconds in [1, {MAX_DURATION_S}], got {seconds!r}")
+    return value
 
 
 class ManifestError(ValueError):
@@ -379,10 +394,20 @@ def _claims(row: IssuedPair) -> IssueClaims:
     return IssueClaims(issue_id=row.id, pair_id=row.pair_id, rater=row.rater_id, nonce=row.nonce, issued_at=int(row.issued_at.timestamp()))
 
 
+def _hold_cutoff(now: dt.datetime, ttl_s: float, hold_s: float | None) -> dt.datetime:
+    """Issues made before this no longer count as live ratings (they stop holding their pair)."""
+    return now - dt.timedelta(seconds=min(ttl_s, hold_s) if hold_s is not None else ttl_s)
+
+
 def issue_next(db: FeedbackDB, key: bytes, render_dir: str | Path, rater: str, n: int = 1, *, ttl_s: float = DEFAULT_TOKEN_TTL_S,
-               max_votes_per_pair: int | None = None, rng: secrets.SystemRandom | None = None) -> list[Issued]:
+               max_votes_per_pair: int | None = None, rng: secrets.SystemRandom | None = None, hold_s: float | None = None,
+               max_outstanding: int | None = None) -> list[Issued]:
     """Up to ``n`` pairs for ``rater``: their outstanding (unvoted) issues first, re-signed (and
-    given a fresh nonce when expired), then new issues chosen by the queue policy."""
+    given a fresh nonce when expired), then new issues chosen by the queue policy.
+
+    ``hold_s``: an unvoted issue counts as a live rating of its pair only this long (default: the
+    token TTL), so an idle rater cannot starve ``max_votes_per_pair`` for a day.
+    ``max_outstanding``: at most this many unvoted issues per rater (anonymous raters)."""
     if not 1 <= n <= MAX_ISSUE_BATCH:
         raise ValueError(f"n must lie in [1, {MAX_ISSUE_BATCH}]")
     rdir = str(Path(render_dir).resolve())
@@ -392,6 +417,7 @@ def issue_next(db: FeedbackDB, key: bytes, render_dir: str | Path, rater: str, n
             with db.write() as s:
                 now = utcnow()
                 cutoff = now - dt.timedelta(seconds=ttl_s)
+                held = _hold_cutoff(now, ttl_s, hold_s)
                 open_rows = s.execute(
                     select(IssuedPair).join(Pair, Pair.id == IssuedPair.pair_id)
                     .where(IssuedPair.rater_id == rater, IssuedPair.consumed_at.is_(None), Pair.active.is_(True), Pair.render_dir == rdir)
@@ -401,9 +427,14 @@ def issue_next(db: FeedbackDB, key: bytes, render_dir: str | Path, rater: str, n
                 for r in rows:
                     if r.issued_at < cutoff + dt.timedelta(seconds=min(60.0, ttl_s / 10)):  # expired or about to: refresh
                         r.nonce, r.issued_at = new_nonce(), now
-                if len(rows) < n:
-                    cands = sorted(_candidates(s, rdir, rater, cutoff, max_votes_per_pair), key=_order_key(rater))
-                    for pid, _m, _n in cands[: n - len(rows)]:
+                room = n - len(rows)
+                if max_outstanding is not None:
+                    n_open = s.execute(select(func.count()).select_from(IssuedPair)
+                                       .where(IssuedPair.rater_id == rater, IssuedPair.consumed_at.is_(None))).scalar_one()
+                    room = min(room, max_outstanding - n_open)
+                if room > 0:
+                    cands = sorted(_candidates(s, rdir, rater, held, max_votes_per_pair), key=_order_key(rater))
+                    for pid, _m, _n in cands[:room]:
                         r = IssuedPair(pair_id=pid, rater_id=rater, nonce=new_nonce(), swapped=bool(rng.getrandbits(1)), issued_at=now)
                         s.add(r)
                         rows.append(r)
@@ -416,11 +447,12 @@ def issue_next(db: FeedbackDB, key: bytes, render_dir: str | Path, rater: str, n
     return []
 
 
-def progress(db: FeedbackDB, render_dir: str | Path, rater: str, *, ttl_s: float = DEFAULT_TOKEN_TTL_S, max_votes_per_pair: int | None = None) -> Progress:
+def progress(db: FeedbackDB, render_dir: str | Path, rater: str, *, ttl_s: float = DEFAULT_TOKEN_TTL_S, max_votes_per_pair: int | None = None,
+             hold_s: float | None = None) -> Progress:
     rdir = str(Path(render_dir).resolve())
     with db.read() as s:
         votes = s.execute(select(func.count()).select_from(Vote).where(Vote.rater_id == rater)).scalar_one()
-        cutoff = utcnow() - dt.timedelta(seconds=ttl_s)
+        cutoff = _hold_cutoff(utcnow(), ttl_s, hold_s)
         outstanding = s.execute(
             select(func.count()).select_from(IssuedPair).join(Pair, Pair.id == IssuedPair.pair_id)
             .where(IssuedPair.rater_id == rater, IssuedPair.consumed_at.is_(None), Pair.active.is_(True), Pair.render_dir == rdir)

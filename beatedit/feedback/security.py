@@ -10,6 +10,10 @@ Nothing here touches the network or the database; everything is pure and unit-te
   (same pair, rater and nonce, not consumed) — that is what makes replays fail.
 * **Rater cookies** carry ``rater_id "." HMAC(rater_id)`` so a browser cannot claim another rater's id.
 * **Rater tokens** (optional) are bearer secrets from a file; only their SHA-256 is kept in memory.
+* **Log scrubbing**: rater tokens (``?token=``) and issue tokens (``/api/audio/<token>/``) are
+  bearer secrets, so ``AccessLogScrubber`` blanks them in every log line the server writes.
+* **Safe text**: ``unsafe_char`` finds control, bidi-override and line-separator characters that
+  could disguise a comment when someone reads it later (DEL, C0/C1, U+202E, U+2066-2069, ...).
 * **Safe audio paths**: a relative path from a manifest is resolved inside the render folder; absolute
   paths, ``..``, symlinks leaving the folder, non-``.wav`` files and non-regular files are refused.
 """
@@ -20,10 +24,12 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,8 @@ PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_TOKEN_CHARS = 1024
 DEFAULT_SECRET_ENV = "BEATEDIT_FEEDBACK_SECRET"
 MIN_SECRET_BYTES = 16
+MAX_ISSUE_ID = 2**63 - 1  # a signed 64-bit row id: larger ids cannot exist in any database
+MAX_ISSUED_AT = 2**40  # unix seconds (year ~36800): bounds arithmetic on forged-but-signed times
 
 
 class TokenError(ValueError):
@@ -107,10 +115,18 @@ def verify_issue(key: bytes, token: str, *, max_age_s: float | None = None, now:
         raise TokenError("signature", "issue token signature is invalid (not issued by this server)")
     try:
         d = json.loads(body)
-        claims = IssueClaims(issue_id=int(d["i"]), pair_id=str(d["p"]), rater=str(d["r"]), nonce=str(d["n"]), issued_at=int(d["t"]))
         if d.get("v") != TOKEN_VERSION:
             raise TokenError("malformed", f"issue token version {d.get('v')!r} is not supported")
-    except (ValueError, KeyError, TypeError) as exc:  # signed by us but unreadable: still refuse
+        i, t, p, r, n = d["i"], d["t"], d["p"], d["r"], d["n"]
+        # Signed does not mean sane (a leaked or test secret): bound every field before it reaches SQL.
+        if type(i) is not int or not 1 <= i <= MAX_ISSUE_ID or type(t) is not int or not 0 <= t <= MAX_ISSUED_AT:
+            raise ValueError("issue id or time out of range")
+        if not all(isinstance(x, str) and 0 < len(x) <= 256 for x in (p, r, n)):
+            raise ValueError("pair, rater or nonce is not a short string")
+        claims = IssueClaims(issue_id=i, pair_id=p, rater=r, nonce=n, issued_at=t)
+    except TokenError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # signed by us but unreadable: still refuse
         raise TokenError("malformed", f"issue token payload is malformed: {exc}") from exc
     if max_age_s is not None and (now if now is not None else time.time()) - claims.issued_at > max_age_s:
         raise TokenError("expired", "issue token has expired; load the next pair again")
@@ -143,6 +159,44 @@ def validate_rater_id(rater: str) -> str:
     if not isinstance(rater, str) or not RATER_ID_RE.match(rater):
         raise ValueError(f"invalid rater id {rater!r}: 1-64 chars of letters, digits, '_', '.', '@', '-', starting with a letter or digit")
     return rater
+
+
+# --- text and logs --------------------------------------------------------------------------------
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unsafe_char(text: str, allowed: str = "\n\t\r") -> str | None:
+    """The first character of ``text`` a stored comment must not hold: C0/DEL/C1 controls (category
+    Cc), lone surrogates, line/paragraph separators and bidi overrides/isolates/marks (they can
+    reorder what a reader sees). Emoji joiners and other format characters stay allowed."""
+    for ch in text:
+        if ch in allowed:
+            continue
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return ch
+    return None
+
+
+_TOKEN_QUERY = re.compile(r"(?i)([?&](?:token|access_token)=)[^&#\s\"]*")
+_AUDIO_PATH = re.compile(r"(/api/audio/)[^/\s\"?#]+")
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with rater tokens in query strings and issue tokens in audio paths blanked."""
+    return _AUDIO_PATH.sub(r"\1[redacted]", _TOKEN_QUERY.sub(r"\1[redacted]", text))
+
+
+class AccessLogScrubber(logging.Filter):
+    """A logging filter (on uvicorn's handlers) that blanks bearer secrets in message and args."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = scrub_secrets(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub_secrets(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: scrub_secrets(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
 
 
 # --- rater tokens -------------------------------------------------------------------------------
