@@ -1,28 +1,77 @@
 """``beatedit feedback serve|export|demo`` — argparse wiring the main CLI registers with
-``add_feedback_cli(subparsers)``; also runnable as ``python -m beatedit.feedback ...``."""
+``add_feedback_cli(subparsers)``; also runnable as ``python -m beatedit.feedback ...``.
+
+Each command reports a bad setting, folder or database as one ``error:`` line and exit code 2,
+whichever entry point ran it (the ``beatedit`` console script does not catch exceptions)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import math
 import sys
+from typing import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from .db import DEFAULT_DB_URL
+from .queue import DEFAULT_HOLD_S, DEFAULT_TOKEN_TTL_S, MAX_DURATION_S
 from .security import DEFAULT_SECRET_ENV
 
 DEFAULT_EXPORT = "data/feedback/human_pairs.parquet"
 
 
+def _clean_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the errors a user can cause (bad folder, URL, file, setting) into ``error: ...`` + 2."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args) or 0)
+        except (SQLAlchemyError, ImportError) as exc:
+            print(f"error: --db {getattr(args, 'db', '')}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        except (ValueError, OSError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds in [1, one year]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 1.0 <= value <= MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds in [1, {MAX_DURATION_S}], got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+@_clean_errors
 def _serve(args: argparse.Namespace) -> int:
     from .app import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     serve(args.renders, args.db, host=args.host, port=args.port, rater_tokens=args.rater_tokens, secret_env=args.secret,
-          allow_remote_open=args.allow_remote_open, max_votes_per_pair=args.max_votes_per_pair, token_ttl_s=args.token_ttl)
+          allow_remote_open=args.allow_remote_open, max_votes_per_pair=args.max_votes_per_pair, token_ttl_s=args.token_ttl,
+          hold_s=args.hold)
     return 0
 
 
+@_clean_errors
 def _export(args: argparse.Namespace) -> int:
     from .export import export_votes
 
@@ -31,6 +80,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+@_clean_errors
 def _demo(args: argparse.Namespace) -> int:
     from .demo import build_demo_renders
 
@@ -52,8 +102,10 @@ def add_feedback_cli(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--rater-tokens", default=None, help="file of 'rater_id:token' lines or a JSON object; sign-in required when given")
     s.add_argument("--secret", default=DEFAULT_SECRET_ENV, metavar="ENV", help=f"environment variable holding the HMAC secret (default {DEFAULT_SECRET_ENV})")
-    s.add_argument("--max-votes-per-pair", type=int, default=None, help="stop issuing a pair once it has this many live ratings")
-    s.add_argument("--token-ttl", type=float, default=24 * 3600, help="seconds an issued pair stays valid")
+    s.add_argument("--max-votes-per-pair", type=_positive_int, default=None, help="stop issuing a pair once it has this many live ratings")
+    s.add_argument("--token-ttl", type=_seconds, default=DEFAULT_TOKEN_TTL_S, help="seconds an issued pair stays valid (1 s to a year)")
+    s.add_argument("--hold", type=_seconds, default=DEFAULT_HOLD_S,
+                   help="seconds an unvoted issue counts as a live rating for --max-votes-per-pair (default 900)")
     s.add_argument("--allow-remote-open", action="store_true", help="allow a non-loopback host without rater tokens (not recommended)")
     s.set_defaults(func=_serve)
 

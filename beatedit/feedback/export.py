@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_UNKNOWN, columns_of
 
-from .db import FeedbackDB, Pair, Vote, make_engine, migrate
+from .db import FeedbackDB, Pair, Vote, current_version, make_engine, migrate
 
 KEY_COLUMNS = ["source", "rater", "song_id", "edl_a", "edl_b", "timestamp"]
 CHOICE_VALUE = {"a": 0.0, "b": 1.0, "tie": 0.5}
@@ -98,10 +99,19 @@ def _atomic_parquet(df: pd.DataFrame, out: Path) -> None:
 
 
 def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
-    """Write / merge the human preference rows of ``db_url`` into ``out_parquet``."""
+    """Write / merge the human preference rows of ``db_url`` into ``out_parquet``.
+
+    The database must exist and hold a feedback schema: a mistyped URL is an error, never a new
+    empty database and an "exported 0" that looks like success."""
     out = Path(out_parquet)
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not url.database.startswith("file:"):
+        if not Path(url.database).expanduser().is_file():
+            raise FileNotFoundError(f"{url.database}: no feedback database there (check --db)")
     engine = make_engine(db_url)
     try:
+        if current_version(engine) == 0:
+            raise ValueError(f"{url.render_as_string(hide_password=True)}: not a feedback database (no schema); check --db")
         migrate(engine)
         new, skipped = votes_frame(FeedbackDB(engine))
     finally:
