@@ -226,10 +226,12 @@ class _Tables:
         tol = self.guard_tol[song][:, None]
         tgt = np.asarray(target_samples, dtype=np.float64)[:, None]
         terminal = _IS_TERMINAL[None, :] | (dest >= self.n[song][:, None])
-        emits = out > out_samples[:, None]
-        rest = (self.end_bound[song][:, None] - b_dest)
-        ok = np.where(terminal, np.abs(out - tgt) <= tol,
-                      np.where(emits, out <= tgt + tol, out + rest >= tgt - tol))
+        need = tgt - out
+        before_last = self.bounds[base + self.n[song] - 1][:, None] - b_dest
+        last = (self.end_bound[song] - self.bounds[base + self.n[song] - 1])[:, None]
+        rest = self.end_bound[song][:, None] - b_dest
+        reach = ((need >= -tol) & (need <= before_last + tol)) | ((need >= last - tol) & (need <= rest + tol))
+        ok = np.where(terminal, np.abs(out - tgt) <= tol, reach)  # program.reachable, vectorised
         guarded = m & ok
         empty = ~guarded.any(axis=1)
         guarded[empty] = m[empty]

@@ -167,8 +167,10 @@ class LengthGuard:
     program makes the rest impossible rather than leaving it to luck (or to a reward): an action is
     masked when, after it,
     - the episode ends (END, FADE_OUT, the song's end) more than ``tol`` away from the target;
-    - the output already exceeds ``target + tol`` (emitting more can only overshoot further);
-    - a skip leaves less source than the target still needs (``target - tol`` unreachable).
+    - no way to finish within ``tol`` is left (``reachable``): the output already exceeds ``target + tol``
+      (emitting more can only overshoot further), or what the rest of the song can still add misses the
+      target. The last beat holds the song's decay and may last several beats: it is kept whole or not at
+      all, so the reachable amounts are ``[0, source left before it]`` and ``[its length, all that is left]``.
     When those rules would mask every action (a target no edit can meet), the plain mask applies:
     the mask never empties.
     """
@@ -236,9 +238,14 @@ def _guard_allows(g: SongGrid, s: EditState, a: int) -> bool:
     out = s.output_samples + COPIES_PER_ACTION[a] * (B[dest] - B[c])
     if a in TERMINAL_ACTIONS or dest >= g.n:
         return abs(out - gd.target) <= gd.tol
-    if out > s.output_samples:
-        return out <= gd.target + gd.tol
-    return out + (B[g.n] - B[dest]) >= gd.target - gd.tol
+    return reachable(gd.target - out, B[g.n - 1] - B[dest], B[g.n] - B[g.n - 1], B[g.n] - B[dest], gd.tol)
+
+
+def reachable(need: float, before_last: float, last: float, rest: float, tol: float) -> bool:
+    """Whether an output still short of the target by ``need`` samples can end within ``tol`` of it, from a
+    cursor with ``before_last`` samples of source before the song's last beat (whole beats: any amount in
+    steps of about a beat), a last beat of ``last`` samples and ``rest`` samples in all. Loops are ignored."""
+    return (-tol <= need <= before_last + tol) or (last - tol <= need <= rest + tol)
 
 
 def _mask(g: SongGrid, s: EditState, max_loops: int) -> np.ndarray:

@@ -97,3 +97,21 @@ def test_fade_out_lasts_one_bar_of_beats_from_any_beat(songs):
         _apply_inplace(g, s, Action.KEEP, 8)
     _apply_inplace(g, s, Action.FADE_OUT, 8)  # mid-bar
     assert [b for b, _, _ in s.output[4:]] == [4, 5, 6] and s.output[-1][2] == 0.0 and s.done
+
+
+def test_a_long_decay_on_the_last_beat_cannot_trap_an_editor(tmp_path):
+    """The last beat spans the song's decay (here 5 beats long): it is kept whole or not at all, so the guard
+    must not allow a skip that leaves only it to reach the target (found with the random editor on a real
+    song's ringing ending)."""
+    import dataclasses
+
+    song, _ = make_world_song(tmp_path, meter=3, n_bars=16, seed=7)
+    song = dataclasses.replace(song, duration=float(song.duration) + 1.2)  # ~5 beats of decay after the last beat
+    beat = _beat(song)
+    misses = []
+    for seed in range(40):
+        for t in (0.45, 0.6, 0.75):
+            e = edit_with("random", song, t, rng=np.random.default_rng(seed))
+            if abs(e.edl.n_samples - t * source_samples(song)) > beat:
+                misses.append((seed, t))
+    assert not misses, misses
