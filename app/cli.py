@@ -99,11 +99,29 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tasks.evaluate_folder import evaluate_folder
+    from app.evaluate_folder import HEADLINE, EvaluateFolderError, evaluate_folder
+    from beatedit.config import ConfigError
+    from beatedit.editing.target import parse_duration
+    from tasks.policy_source import PolicySourceError, load_policy_from_uri
 
-    report = evaluate_folder(args.model, Path(args.audio_dir), params=params_file(args), target=args.target, out=Path(args.out) if args.out else None)
-    for key, value in report["summary"].items():
-        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+    try:
+        cfg = edit_config(getattr(args, "params", None))
+        duration = parse_duration(args.duration) if args.duration is not None else None
+        target = None if duration is not None else (args.target if args.target is not None else 0.6)
+        policy = load_policy_from_uri(args.model, cfg)
+        report = evaluate_folder(policy, Path(args.audio_dir), cfg, target=target, duration=duration,
+                                 out=Path(args.out) if args.out else None)
+    except (EvaluateFolderError, PolicySourceError, ConfigError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for q in report["quarantined"]:
+        print(f"quarantined: {q['file']}: {q['reason']}")
+    for key in HEADLINE:
+        value = report["summary"].get(key)
+        if value is not None:
+            print(f"{key:40s} {value:.4f}" if isinstance(value, float) else f"{key:40s} {value}")
+    if args.out:
+        print(f"report: {args.out}")
     return 0
 
 
@@ -156,11 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     params_after(edit)
     edit.set_defaults(func=cmd_edit)
 
-    ev = sub.add_parser("evaluate", help="score a policy on a folder of audio with the simulated listener")
-    ev.add_argument("--model", default=DEFAULT_MODEL, help="policy model URI or checkpoint")
-    ev.add_argument("--audio-dir", required=True, help="folder of audio files")
-    ev.add_argument("--target", type=float, default=0.6, help="edit target ratio")
-    ev.add_argument("--out", help="write the per-song report as JSON here")
+    ev = sub.add_parser("evaluate", help="score a policy against the baselines on a folder of audio, with the independent "
+                                         "judge and the simulated listener")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
+    ev.add_argument("--audio-dir", required=True, help="folder of audio files (wav/flac/ogg/mp3); files that cannot be analysed are listed and skipped")
+    ev_len = ev.add_mutually_exclusive_group()
+    ev_len.add_argument("--duration", help="edit every song to this length: seconds (30, 90s) or m:ss (1:05)")
+    ev_len.add_argument("--target", type=float, default=None, help="edit every song to this share of its length (default 0.6)")
+    ev.add_argument("--out", help="write the report (summary, every edit's scores, quarantined files) as JSON here")
     params_after(ev)
     ev.set_defaults(func=cmd_evaluate)
 

@@ -130,3 +130,36 @@ def test_edit_bad_duration_is_a_clear_error(song_wav, tmp_path, monkeypatch, cap
     if message:
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_evaluate_scores_a_policy_on_a_folder_with_both_judges(tmp_path, monkeypatch, capsys):
+    """`beatedit evaluate`: a folder of two songs outside the corpus and one broken file; the broken file is
+    listed, the songs are edited by the policy and the baselines and scored by the judge and the listener."""
+    from beatedit.config import Config
+    from models.policy import policy_for_env, save_policy
+
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for i in range(2):
+        g = generate_song(i, CorpusConfig(n_songs=2, min_seconds=22.0, max_seconds=28.0, seed=321))
+        sf.write(folder / f"piece_{i}.wav", g.mix.astype(np.float32) / 32768.0, g.sample_rate)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt nonsense" * 8)
+    cfg = Config()
+    ckpt = save_policy(tmp_path / "policy.pt", policy_for_env(cfg.env, cfg.rlhf.policy))
+    out = tmp_path / "report.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--model", str(ckpt), "--audio-dir", str(folder), "--duration", "12", "--out", str(out)])
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    assert "quarantined:" in printed and "broken.wav" in printed and "judge_win_rate_vs_search" in printed
+    report = json.loads(out.read_text())
+    assert report["summary"]["n_songs"] == 2 and report["summary"]["n_files_quarantined"] == 1
+    editors = {r["editor"] for r in report["items"]}
+    assert editors == {"candidate", "search", "fade", "heuristic", "random"}
+    assert all(0.0 <= r["judge_total"] <= 1.0 and 0.0 <= r["listener_total"] <= 1.0 for r in report["items"])
+    assert all(r["within_one_beat"] == 1.0 for r in report["items"])  # the length guard, policy included
+    # bad input: a clear error, exit 2
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--model", str(ckpt), "--audio-dir", str(tmp_path / "nowhere"), "--duration", "12"])
+    assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
