@@ -24,6 +24,15 @@ STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evalu
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("beatedit")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def params_file(args: argparse.Namespace) -> str:
     """``--params`` (before or after the subcommand), else params.yaml in the current folder."""
     return args.params or "params.yaml"
@@ -143,16 +152,25 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="beatedit", description="RLHF for automatic music editing.")
+    parser = argparse.ArgumentParser(prog="beatedit", description="RLHF for automatic music editing.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--params", default=None,
                         help="parameters file (default ./params.yaml; `edit` falls back to the built-in defaults)")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw):  # every subcommand shows its defaults in --help
+        return _add(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     def params_after(p: argparse.ArgumentParser) -> None:  # `beatedit edit --params p.yaml ...` works too
         p.add_argument("--params", default=argparse.SUPPRESS, help="parameters file (same as before the subcommand)")
 
     run = sub.add_parser("run", help="run one stage's flow (or the whole pipeline) outside DVC, with overrides")
-    run.add_argument("stage", choices=STAGES)
+    run.add_argument("stage", choices=STAGES, metavar="STAGE",
+                     help="one of: " + ", ".join(STAGES) + " (the DVC stages in order, promote, or the whole pipeline)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
     params_after(run)
     run.set_defaults(func=cmd_run)

@@ -95,11 +95,11 @@ def add_feedback_cli(subparsers) -> argparse.ArgumentParser:
     fb = subparsers.add_parser("feedback", help="A/B listening page for human preferences, and their export")
     sub = fb.add_subparsers(dest="feedback_cmd", required=True)
 
-    s = sub.add_parser("serve", help="serve the A/B page (loopback by default)")
+    s = sub.add_parser("serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="serve the A/B page (loopback by default)")
     s.add_argument("--renders", required=True, help="render folder holding pairs.json and the WAV/EDL renders")
     s.add_argument("--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the vote store (default {DEFAULT_DB_URL})")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless rater tokens are given)")
+    s.add_argument("--port", type=int, default=8765, help="port to listen on")
     s.add_argument("--rater-tokens", default=None, help="file of 'rater_id:token' lines or a JSON object; sign-in required when given")
     s.add_argument("--secret", default=DEFAULT_SECRET_ENV, metavar="ENV", help=f"environment variable holding the HMAC secret (default {DEFAULT_SECRET_ENV})")
     s.add_argument("--max-votes-per-pair", type=_positive_int, default=None, help="stop issuing a pair once it has this many live ratings")
@@ -109,14 +109,14 @@ def add_feedback_cli(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--allow-remote-open", action="store_true", help="allow a non-loopback host without rater tokens (not recommended)")
     s.set_defaults(func=_serve)
 
-    e = sub.add_parser("export", help="export votes to the preference table (merges idempotently)")
-    e.add_argument("--db", default=DEFAULT_DB_URL)
-    e.add_argument("-o", "--output", default=DEFAULT_EXPORT)
+    e = sub.add_parser("export", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="export votes to the preference table (merges idempotently)")
+    e.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy URL of the vote store to export (must exist)")
+    e.add_argument("-o", "--output", default=DEFAULT_EXPORT, help="preference table (parquet) the votes are merged into")
     e.set_defaults(func=_export)
 
-    d = sub.add_parser("demo", help="write a tiny demo render folder (sine tones) to try the page")
-    d.add_argument("dir")
-    d.add_argument("--songs", type=int, default=3)
+    d = sub.add_parser("demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write a tiny demo render folder (sine tones) to try the page")
+    d.add_argument("dir", help="folder to write the demo renders and pairs.json into")
+    d.add_argument("--songs", type=int, default=3, help="number of demo songs (two pairs each)")
     d.set_defaults(func=_demo)
     return fb
 

@@ -163,3 +163,17 @@ def test_evaluate_scores_a_policy_on_a_folder_with_both_judges(tmp_path, monkeyp
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", "--model", str(ckpt), "--audio-dir", str(tmp_path / "nowhere"), "--duration", "12"])
     assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_version_and_help_with_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("beatedit ")
+    for argv in (["run", "--help"], ["edit", "--help"], ["evaluate", "--help"], ["feedback", "export", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "(default" in out, argv  # every option shows its default
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "the DVC stages in order" in capsys.readouterr().out
