@@ -27,6 +27,7 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 from beatedit.paths import StagePaths  # noqa: E402
+from beatedit.summary import headline_table  # noqa: E402
 from flows.common import load_stage_config  # noqa: E402
 from flows.errors import StageFailed  # noqa: E402
 from tasks import tracking  # noqa: E402
@@ -88,7 +89,7 @@ def pipeline(params: str = "params.yaml", stages: list[str] | None = None, force
         mlflow.log_dict({"stages": outcome, "metrics": metrics}, "pipeline_summary.json")
     rows = "\n".join(f"| {k} | {v} |" for k, v in outcome.items())
     create_markdown_artifact(key="pipeline-summary", markdown=f"# beatedit pipeline\n\nMLflow run `{run.info.run_id}`: {tracking.run_link(run.info.run_id, run.info.experiment_id)}\n\n| stage | outcome |\n|---|---|\n{rows}\n")
-    return {"run_id": run.info.run_id, "stages": outcome}
+    return {"run_id": run.info.run_id, "stages": outcome, "metrics": metrics}
 
 
 if __name__ == "__main__":
@@ -98,3 +99,4 @@ if __name__ == "__main__":
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(json.dumps(result["stages"], indent=1))
+    print("\nHeadline figures (metrics/*.json):\n" + headline_table(result["metrics"]))
