@@ -260,3 +260,16 @@ def test_loudness_normalisation(stereo, tmp_path):
     _, js = write_edit(e.edl, tmp_path / "n.wav", y, RenderConfig(target_lufs=0.0))
     info = json.loads(js.read_text())["meta"]["render"]
     assert info["peak_limited"] is True and info["target_lufs"] == 0.0
+
+
+def test_a_source_a_few_samples_shorter_than_analysed_renders_with_silence_there(stereo):
+    """An OGG/MP3 decodes a few samples shorter than the length its analysis measured (resampling rounds up):
+    the edit that keeps the song's real ending reads to the analysed end; those samples play as silence, while
+    a source clearly too short is still refused."""
+    song, y = stereo
+    e = build_edit(song, [A.KEEP] * song.n_beats, XF)
+    short = y[:, :-3]
+    out = render(e.edl, short)
+    assert out.shape[1] == e.edl.n_samples and np.all(out[:, -3:] == 0) and np.array_equal(out[:, :-3], short)
+    with pytest.raises(EDLError):
+        render(e.edl, y[:, : y.shape[1] // 2])
