@@ -136,3 +136,16 @@ def runs(*spans: tuple[int, int], fade_out_last: int = 0) -> list[tuple[int, flo
         g = np.linspace(1.0, 0.0, fade_out_last + 1)
         out[k:] = [(s, float(g[j]), float(g[j + 1])) for j, (s, _, _) in enumerate(out[k:])]
     return out
+
+
+def write_outside_song(path, seed: int):
+    """A 25-35 s stereo 44.1 kHz generated song with a seed the corpus does not use (a song "outside the corpus")."""
+    import soundfile as sf
+
+    from beatedit.config import CorpusConfig
+    from beatedit.corpus.generator import generate_song
+
+    g = generate_song(0, CorpusConfig(n_songs=1, min_seconds=25.0, max_seconds=35.0, sample_rate=44100, seed=seed))
+    mono = g.mix.astype(np.float32) / 32768.0
+    sf.write(path, np.stack([mono, 0.8 * mono], axis=1), g.sample_rate)
+    return path

@@ -27,9 +27,9 @@ import soundfile as sf
 import beatedit.atomic as atomic
 from beatedit.atomic import atomic_path, atomic_write_text, default_mode, replace_together
 from beatedit.config import Config, ConfigError, _build, apply_overrides, config_to_dict, load_config, range_for
-from beatedit.corpus.generator import generate_song
 from beatedit.config import CorpusConfig
 from tests.conftest import REPO
+from tests.songkit import write_outside_song
 
 # ----------------------------------------------------------------------------- fixtures and helpers
 
@@ -37,11 +37,7 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def song_wav(tmp_path_factory) -> Path:
     """A 25-35 s stereo 44.1 kHz song outside the corpus."""
-    g = generate_song(0, CorpusConfig(n_songs=1, min_seconds=25.0, max_seconds=35.0, sample_rate=44100, seed=4242))
-    path = tmp_path_factory.mktemp("adv") / "song.wav"
-    mono = g.mix.astype(np.float32) / 32768.0
-    sf.write(path, np.stack([mono, 0.8 * mono], axis=1), g.sample_rate)
-    return path
+    return write_outside_song(tmp_path_factory.mktemp("adv") / "song.wav", seed=4242)
 
 
 @pytest.fixture(scope="module")

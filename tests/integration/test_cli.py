@@ -16,16 +16,13 @@ from app.cli import build_parser, main
 from beatedit.config import CorpusConfig
 from beatedit.corpus.generator import generate_song
 from tests.conftest import REPO
+from tests.songkit import write_outside_song
 
 
 @pytest.fixture(scope="module")
 def song_wav(tmp_path_factory) -> Path:
     """A generated song with another seed than the corpus: not in the corpus, stereo 44.1 kHz."""
-    g = generate_song(0, CorpusConfig(n_songs=1, min_seconds=25.0, max_seconds=35.0, sample_rate=44100, seed=999))
-    path = tmp_path_factory.mktemp("cli") / "outside.wav"
-    mono = g.mix.astype(np.float32) / 32768.0
-    sf.write(path, np.stack([mono, 0.8 * mono], axis=1), g.sample_rate)
-    return path
+    return write_outside_song(tmp_path_factory.mktemp("cli") / "outside.wav", seed=999)
 
 
 def test_help_lists_subcommands(capsys):
