@@ -72,6 +72,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from beatedit.config import ConfigError
     from beatedit.editing.target import format_seconds, parse_duration
     from app.edit import EditFileError, check_inputs, edit_file
+    from app.outputs import check_outputs, expected_phases, write_outputs
+    from beatedit.progress import showing_progress
 
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -81,6 +83,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration) if args.duration is not None else None
         target = args.target if args.target is not None or duration is not None else 0.6
         check_inputs(Path(args.input), Path(args.output), cfg, strict=args.strict, warn=lambda m: None)  # before loading a model
+        check_outputs(Path(args.input), Path(args.output), cfg, stems=args.stems, picture=args.picture)
         policy = None
         if args.editor == "policy":
             from tasks.policy_source import PolicySourceError, load_policy_from_uri
@@ -89,9 +92,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 policy = load_policy_from_uri(args.model, cfg)
             except PolicySourceError as exc:
                 raise EditFileError(str(exc)) from None
-        result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
-                           editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
-                           strict=args.strict, warn=warn)
+        with showing_progress(expected_phases(args.stems, args.picture)):
+            result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
+                               editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
+                               strict=args.strict, warn=warn)
+            extras = write_outputs(result, cfg, stems=args.stems, picture=args.picture)
     except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -104,6 +109,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
     print(f"wrote {result['wav']}: {format_seconds(result['duration'])} ({result['duration']:.3f} s; asked "
           f"{result['target_seconds']:.3f} s, {err:+.3f} s{stretch}) of {format_seconds(result['source_duration'])}, "
           f"and {result['edl']}")
+    stems = [v for k, v in extras.items() if k.startswith("stem:")]
+    if stems:
+        print(f"stems (cut at the same points, same length): {', '.join(stems)}")
+    print(f"cues: {extras['cues']}" + (f"; seams picture: {extras['picture']}" if "picture" in extras else ""))
     return 0
 
 
@@ -187,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
     edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")
     edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
+    edit.add_argument("--stems", action="store_true",
+                      help="also write each stem (drums, bass, other; separator: stems.backend) cut at the same points as the "
+                           "mix, beside it as OUT.drums.wav, ...")
+    edit.add_argument("--picture", action=argparse.BooleanOptionalAction, default=True,
+                      help="write OUT.seams.png beside the EDL: source and edit waveforms, kept regions shaded, seams marked "
+                           "(OUT.cues.json, the beats, bars, sections and seams in output time, is always written)")
     edit.add_argument("--strict", action="store_true",
                       help="refuse a damaged input (a WAV truncated mid-data) instead of warning and editing what is there")
     params_after(edit)

@@ -77,3 +77,50 @@ def edit_figure(y: np.ndarray, sr: int, song: SongAnalysis, output_beats, title:
     ax2.set_ylabel("source time (s)")
     fig.tight_layout()
     return fig
+
+
+def _envelope(y: np.ndarray, sr: int, columns: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, min, max) of ``y`` over ``columns`` bins: a long file drawn without plotting every sample."""
+    n = len(y)
+    step = max(1, n // columns)
+    m = n // step
+    if m == 0:
+        return np.zeros(1), np.zeros(1), np.zeros(1)
+    blocks = y[: m * step].reshape(m, step)
+    return (np.arange(m) + 0.5) * step / sr, blocks.min(axis=1), blocks.max(axis=1)
+
+
+def seams_figure(source: np.ndarray, edit: np.ndarray, sr: int, cues: dict, title: str = "") -> plt.Figure:
+    """Source (top) and edit (bottom) waveforms; the kept regions shaded in both, each seam marked in both.
+
+    ``source`` / ``edit``: mono float arrays at ``sr``; ``cues``: ``beatedit.editing.cues.cues_for``. Segment k
+    has the same colour in both rows; a seam is a red line in the edit and the matching out/in points in the source.
+    """
+    fig, (ax_s, ax_e) = plt.subplots(2, 1, figsize=(14, 5.5))
+    colours = plt.get_cmap("tab10")
+    for ax, y in ((ax_s, source), (ax_e, edit)):
+        t, lo, hi = _envelope(np.asarray(y, dtype=np.float32), sr)
+        ax.fill_between(t, lo, hi, color="0.35", linewidth=0)
+        peak = float(max(np.max(np.abs(hi)), np.max(np.abs(lo)))) or 1.0
+        ax.set_ylim(-1.08 * peak, 1.08 * peak)
+        ax.set_yticks([])
+    for k, seg in enumerate(cues["segments"]):
+        c = colours(k % 10)
+        ax_s.axvspan(seg["source_start"], seg["source_end"], color=c, alpha=0.18, linewidth=0)
+        ax_e.axvspan(seg["output_start"], seg["output_end"], color=c, alpha=0.18, linewidth=0)
+    for i, seam in enumerate(cues["seams"]):
+        ax_e.axvline(seam["time"], color="tab:red", linewidth=1.4, label="seam" if i == 0 else None)
+        ax_s.axvline(seam["source_out"], color="tab:red", linewidth=1.0, linestyle="--", label="seam: out" if i == 0 else None)
+        ax_s.axvline(seam["source_in"], color="tab:red", linewidth=1.0, linestyle=":", label="seam: in" if i == 0 else None)
+    ax_s.set_xlim(0, cues["source_duration"])
+    ax_e.set_xlim(0, cues["duration"])
+    ax_s.set_title(f"source ({cues['source_duration']:.1f} s): kept regions shaded, seams dashed (out) / dotted (in)")
+    ax_e.set_title(f"edit ({cues['duration']:.1f} s, {len(cues['seams'])} seam(s)): pieces in the source's colours")
+    for ax in (ax_s, ax_e):
+        ax.set_xlabel("time (s)")
+        if cues["seams"]:
+            ax.legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -18,6 +18,7 @@ from beatedit.audio.io import AudioError, audio_info, file_sha256, load_mono
 from beatedit.audio.song import SongAnalysis
 from beatedit.audio.stems import StemCache
 from beatedit.config import Config
+from beatedit.progress import phase
 
 
 def analyse_song(path: str | Path, cfg: Config, cache: StemCache) -> SongAnalysis:
@@ -28,6 +29,7 @@ def analyse_song(path: str | Path, cfg: Config, cache: StemCache) -> SongAnalysi
     path = Path(path)
     timings = {}
     t0 = time.perf_counter()
+    phase("load")
     sr = cfg.audio.analysis_sr
     src_sr, channels, _ = audio_info(path)
     sha = file_sha256(path)
@@ -38,18 +40,22 @@ def analyse_song(path: str | Path, cfg: Config, cache: StemCache) -> SongAnalysi
     if duration < min_seconds:
         raise AudioError(path, "too_short", f"{duration:.2f} s of audio is too short to track {cfg.audio.min_beats} beats")
     t = time.perf_counter()
+    phase("stems")
     stems, hit = cache.get_or_compute(path, cfg.stems, sr, y=y, audio_sha256=sha, dtype=np.float16)  # float16: memory
     timings["stems"] = time.perf_counter() - t
     t = time.perf_counter()
+    phase("frames")
     fa = analyse_frames(y, sr, stems, cfg.features)
     timings["frames"] = time.perf_counter() - t
     t = time.perf_counter()
+    phase("beats")
     grid = track_beats(y, sr, stems, cfg.features, frames=fa)
     timings["beats"] = time.perf_counter() - t
     if len(grid.beat_times) < cfg.audio.min_beats:
         raise AudioError(path, "too_short", f"only {len(grid.beat_times)} beats found in {duration:.1f} s "
                                             f"(audio.min_beats = {cfg.audio.min_beats})")
     t = time.perf_counter()
+    phase("features")
     feats = extract_features(y, sr, stems, grid, cfg.features, frames=fa)
     timings["features"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0

@@ -1,0 +1,91 @@
+"""``beatedit edit --stems``: each stem of the source cut at exactly the points of the mix.
+
+The source is separated by the project's stem separator (``beatedit.audio.stems.separate``,
+backend ``stems.backend``) at the source's own rate, channel by channel, so each stem has the
+source's shape ``[channels, n]``. Each stem is then rendered by the EDL the mix was written
+with (``beatedit.editing.render.render_like``): same segments, gain envelopes and crossfades,
+the same ``--exact`` time-stretch to the same length, and the mix's loudness gain. With the
+``hpss`` backend the stems' masks sum to one, so the stems sum to the source and their edits
+sum to the edited mix (up to float rounding and the WAV's sample format; the time-stretch of
+``--exact`` is not linear, so there only the lengths are guaranteed identical). Demucs stems
+do not sum to the mix exactly.
+
+The stems are written beside the mix as ``<out>.<stem>.wav`` (``edit.drums.wav``, ...), all
+renamed into place together (``beatedit.atomic.replace_together``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from beatedit.atomic import new_temp, replace_together
+from beatedit.audio.stems import STEM_NAMES, StemBackendError, _demucs_weights, separate
+from beatedit.config import StemsConfig
+from beatedit.editing.edl import EDL
+from beatedit.editing.render import _write_wav, render_like
+
+
+class StemOutputError(ValueError):
+    """Stems cannot be made with this configuration (e.g. demucs without weights); says what to change."""
+
+
+def stem_path_for(out_wav: str | Path, stem: str) -> Path:
+    """``edit.wav`` -> ``edit.drums.wav``."""
+    out_wav = Path(out_wav)
+    return out_wav.with_name(f"{out_wav.stem}.{stem}.wav")
+
+
+def stem_paths(out_wav: str | Path) -> dict[str, Path]:
+    return {name: stem_path_for(out_wav, name) for name in STEM_NAMES}
+
+
+def check_stem_backend(cfg: StemsConfig) -> None:
+    """Refuse, before any work, a backend that cannot run here (names the setting and what to do)."""
+    if cfg.backend == "demucs" and not _demucs_weights(cfg):
+        raise StemOutputError(f"--stems: stems.backend is 'demucs' but no Demucs weights are under "
+                              f"{Path(cfg.demucs_model_dir).resolve()} (beatedit never downloads them); put them there "
+                              "or set stems.backend: hpss")
+    if cfg.backend not in ("hpss", "demucs"):
+        raise StemOutputError(f"--stems: unknown stems.backend {cfg.backend!r} (hpss | demucs)")
+
+
+def source_stems(source: np.ndarray, sr: int, cfg: StemsConfig) -> dict[str, np.ndarray]:
+    """The source's stems, float32 ``[channels, n]`` each (the source's shape and rate), separated per channel."""
+    src = np.asarray(source, dtype=np.float32)
+    if src.ndim == 1:
+        src = src[None, :]
+    out = {name: np.empty_like(src) for name in STEM_NAMES}
+    for c in range(src.shape[0]):
+        try:
+            stems = separate(np.ascontiguousarray(src[c]), sr, cfg)
+        except StemBackendError as exc:
+            raise StemOutputError(f"--stems: {exc}") from None
+        for name in STEM_NAMES:
+            out[name][c] = stems[name][: src.shape[1]]
+    return out
+
+
+def render_stems(written: EDL, stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each stem rendered as the mix was (``render_like``); all of the mix's length."""
+    return {name: render_like(written, audio) for name, audio in stems.items()}
+
+
+def write_stems(written: EDL, out_wav: str | Path, source: np.ndarray, cfg: StemsConfig,
+                wav_subtype: str = "PCM_24") -> dict[str, Path]:
+    """Separate ``source``, cut every stem as ``written`` cut the mix, write ``<out>.<stem>.wav``; returns the paths."""
+    rendered = render_stems(written, source_stems(source, written.source_sr, cfg))
+    paths = stem_paths(out_wav)
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for name, audio in rendered.items():
+            tmp = new_temp(paths[name])
+            temps.append((tmp, paths[name]))
+            _write_wav(tmp, audio, written.source_sr, wav_subtype)
+        replace_together(temps)
+    finally:
+        for tmp, _ in temps:
+            if tmp.exists():
+                tmp.unlink()
+    return paths
