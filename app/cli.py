@@ -33,6 +33,28 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once: not when its help already states it, nor for a required option,
+    a flag that is off, or an option without a default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or action.required or default is None or default is argparse.SUPPRESS
+                or default is False or default == [] or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def use_help_formatter(parser: argparse.ArgumentParser) -> None:
+    """``HelpFormatter`` on ``parser`` and every subcommand below it (feedback's included)."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                use_help_formatter(sub)
+
+
 def params_file(args: argparse.Namespace) -> str:
     """``--params`` (before or after the subcommand), else params.yaml in the current folder."""
     return args.params or "params.yaml"
@@ -165,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--params", default=None,
-                        help="parameters file (default ./params.yaml; `edit` falls back to the built-in defaults)")
+                        help="parameters file, also accepted after the subcommand (default: ./params.yaml; where there is "
+                             "none, `edit` and `evaluate` use the packaged defaults, identical to the repo's params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
 
@@ -175,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
     def params_after(p: argparse.ArgumentParser) -> None:  # `beatedit edit --params p.yaml ...` works too
-        p.add_argument("--params", default=argparse.SUPPRESS, help="parameters file (same as before the subcommand)")
+        p.add_argument("--params", default=argparse.SUPPRESS,
+                       help="parameters file, same as before the subcommand (default: ./params.yaml"
+                            + (", else the packaged defaults)" if p.prog.split()[-1] in ("edit", "evaluate") else ")"))
 
     run = sub.add_parser("run", help="run one stage's flow (or the whole pipeline) outside DVC, with overrides")
     run.add_argument("stage", choices=STAGES, metavar="STAGE",
@@ -189,11 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     length = edit.add_mutually_exclusive_group()
     length.add_argument("--duration", help="output length: seconds (30, 90s), minutes (2m, 1m05s) or m:ss (1:05)")
     length.add_argument("--target", type=float, default=None,
-                        help="output length as a share of the input, in (0, 1] (default 0.6 when --duration is not given)")
+                        help="output length as a share of the input, in (0, 1] (default: 0.6 when --duration is not given)")
     edit.add_argument("--exact", action="store_true",
                       help="time-stretch the edit (by at most 4%%, pitch kept) so the WAV is the target length to the sample")
     edit.add_argument("-o", "--output", required=True, help="output WAV; the EDL is written beside it as .edl.json")
-    edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
+    edit.add_argument("--model", default=DEFAULT_MODEL, help="policy model URI or a policy checkpoint .pt (default: %(default)s)")
     edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")
     edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
     edit.add_argument("--stems", action="store_true",
@@ -209,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score a policy against the baselines on a folder of audio, with the independent "
                                          "judge and the simulated listener")
-    ev.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help="policy model URI or a policy checkpoint .pt (default: %(default)s)")
     ev.add_argument("--audio-dir", required=True, help="folder of audio files (wav/flac/ogg/mp3); files that cannot be analysed are listed and skipped")
     ev_len = ev.add_mutually_exclusive_group()
     ev_len.add_argument("--duration", help="edit every song to this length: seconds (30, 90s) or m:ss (1:05)")
@@ -231,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_feedback_cli(sub)
+    use_help_formatter(parser)
     return parser
 
 
