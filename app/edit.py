@@ -28,6 +28,7 @@ from beatedit.editing.render import WAV_BYTES, OutputLocationError, check_output
 from beatedit.editing.stretch import StretchError
 from beatedit.editing.target import target_ratio_for
 from beatedit.audio.stems import StemCache
+from beatedit.progress import phase
 
 STEM_CACHE_ENV = "BEATEDIT_STEM_CACHE"
 
@@ -119,6 +120,7 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
         except ValueError as exc:
             raise EditFileError(f"--duration: {exc}") from None
     target_seconds = float(target) * song.duration
+    phase("edit")
     if editor == "policy":
         if policy is None:
             raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
@@ -133,6 +135,7 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
     if exact:
         edl = dataclasses.replace(edl, meta={**edl.meta, "exact_samples": int(round(target_seconds * edl.source_sr))})
     output.parent.mkdir(parents=True, exist_ok=True)
+    phase("render")
     try:
         write_edit(edl, output, source=source, cfg=cfg.render)
     except StretchError as exc:

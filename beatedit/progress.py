@@ -1,8 +1,8 @@
 """Progress of one long job (``beatedit edit`` on a long file), phase by phase, through ``logging``.
 
 Domain code marks where each phase starts with ``phase("stems")``; that logs one record on the
-``beatedit.progress`` logger when the phase starts (INFO, ``record.phase`` = the name) and
-nothing else, so the pipeline's stages, which install no handler, stay silent. The CLI installs
+``beatedit.progress`` logger when the phase starts (INFO, ``record.phase`` = the name); the
+logger does not propagate, so the pipeline's stages, which install no handler on it, stay silent. The CLI installs
 ``ProgressHandler`` around a command: one line per phase on a pipe or a log file
 (``[  12.3 s] stems``), a tqdm bar over the expected phases on a terminal.
 
@@ -18,6 +18,7 @@ import time
 from typing import IO, Iterator, Sequence
 
 LOGGER = logging.getLogger("beatedit.progress")
+LOGGER.propagate = False  # never into the root logger: a stage's log (Prefect's, at INFO) does not get these lines
 
 #: what each phase does, for the line printed when it starts
 DESCRIPTIONS = {
@@ -80,14 +81,12 @@ class ProgressHandler(logging.Handler):
 def showing_progress(expected: Sequence[str], stream: IO[str] | None = None, tty: bool | None = None) -> Iterator[ProgressHandler]:
     """Install a ``ProgressHandler`` on the progress logger for the duration of the block."""
     handler = ProgressHandler(expected, stream, tty)
-    level, propagate = LOGGER.level, LOGGER.propagate
+    level = LOGGER.level
     LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO)
-    LOGGER.propagate = False
     try:
         yield handler
     finally:
         LOGGER.removeHandler(handler)
         LOGGER.setLevel(level)
-        LOGGER.propagate = propagate
         handler.close()

@@ -19,7 +19,6 @@ from beatedit.config import EnvConfig, RenderConfig
 from beatedit.editing.program import EditResult
 from beatedit.editing.env import VecBeatEditEnv
 from beatedit.audio.song import SongAnalysis
-from beatedit.progress import phase
 
 from models.policy import ActorCritic, masked_kl
 
@@ -117,7 +116,6 @@ def edit_song(policy: ActorCritic, song: SongAnalysis, target_ratio: float, env_
               greedy: bool = True, rng: np.random.Generator | None = None, *, render_cfg: RenderConfig | None = None,
               crossfade_ms: float | None = None, device: str | torch.device = "cpu") -> EditResult:
     """One edit of ``song`` at ``target_ratio`` by the policy (greedy by default)."""
-    phase("edit")
     return edit_songs(policy, [song], [target_ratio], env_cfg, greedy, rng, render_cfg=render_cfg,
                       crossfade_ms=crossfade_ms, device=device)[0].edit
 

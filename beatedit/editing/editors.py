@@ -44,7 +44,6 @@ from beatedit.editing.program import (
 from beatedit.audio.schema import COLUMN_INDEX
 from beatedit.audio.song import SongAnalysis
 from beatedit.editing.search import search_decisions
-from beatedit.progress import phase
 
 EDITORS = ("random", "heuristic", "fade", "search")
 _EMIT = np.array([Action.KEEP, Action.LOOP_BEAT, Action.LOOP_BAR, Action.REPEAT_PHRASE, Action.FADE_IN])
@@ -166,7 +165,6 @@ def fade_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig | Non
 def edit_with(editor_name: str, song: SongAnalysis, target_ratio: float, rng: np.random.Generator | None = None,
               cfg: EnvConfig | None = None, crossfade_ms: float | None = None) -> EditResult:
     """Run a baseline editor and build its edit (``EditResult``)."""
-    phase("edit")
     cfg = cfg or EnvConfig()
     xf = RenderConfig().crossfade_ms if crossfade_ms is None else crossfade_ms
     if editor_name == "random":

@@ -39,7 +39,6 @@ from beatedit.atomic import new_temp, replace_together
 from beatedit.config import RenderConfig
 from beatedit.editing.edl import EDL, EDLError, Segment
 from beatedit.editing.stretch import DEFAULT_MAX_CHANGE, stretch_to_length
-from beatedit.progress import phase
 
 
 def load_source(edl: EDL) -> np.ndarray:
@@ -261,7 +260,6 @@ def write_edit(edl: EDL, out_wav: str | Path, source: np.ndarray | None = None,
     cfg = cfg or RenderConfig()
     out_wav = Path(out_wav)
     check_output(out_wav)
-    phase("render")
     edl, src = _prepared(edl, source, crossfade_ms)
     audio, factor = _exact(edl, _render_raw(edl, src))
     render_info: dict = {"target_lufs": None, "wav_subtype": cfg.wav_subtype}
@@ -286,20 +284,3 @@ def write_edit(edl: EDL, out_wav: str | Path, source: np.ndarray | None = None,
             if t is not None and t.exists():
                 t.unlink()
     return out_wav, json_path
-
-
-def render_like(written: EDL, source: np.ndarray) -> np.ndarray:
-    """Render other audio of the same source (a stem) exactly as ``written``'s mix was rendered.
-
-    ``written`` is the EDL ``write_edit`` wrote (crossfades as played, ``meta["exact_samples"]``
-    and ``meta["render"]``): the same segments, gain envelopes and crossfades, the same
-    time-stretch to the same length, and the mix's loudness gain (not a gain of its own), so
-    stems that sum to the source mix render to audio that sums to the rendered mix (before the
-    stretch, which is not linear; after it the lengths are still identical).
-    """
-    edl, src = _prepared(written, source, None)
-    audio, _ = _exact(edl, _render_raw(edl, src))
-    gain_db = float((written.meta.get("render") or {}).get("gain_db") or 0.0)
-    if gain_db:
-        audio = (audio * np.float32(10 ** (gain_db / 20))).astype(np.float32)
-    return audio

@@ -3,7 +3,7 @@
 The source is separated by the project's stem separator (``beatedit.audio.stems.separate``,
 backend ``stems.backend``) at the source's own rate, channel by channel, so each stem has the
 source's shape ``[channels, n]``. Each stem is then rendered by the EDL the mix was written
-with (``beatedit.editing.render.render_like``): same segments, gain envelopes and crossfades,
+with (``render_like``): same segments, gain envelopes and crossfades,
 the same ``--exact`` time-stretch to the same length, and the mix's loudness gain. With the
 ``hpss`` backend the stems' masks sum to one, so the stems sum to the source and their edits
 sum to the edited mix (up to float rounding and the WAV's sample format; the time-stretch of
@@ -24,7 +24,7 @@ from beatedit.atomic import new_temp, replace_together
 from beatedit.audio.stems import STEM_NAMES, StemBackendError, _demucs_weights, separate
 from beatedit.config import StemsConfig
 from beatedit.editing.edl import EDL
-from beatedit.editing.render import _write_wav, render_like
+from beatedit.editing.render import _exact, _prepared, _render_raw, _write_wav
 
 
 class StemOutputError(ValueError):
@@ -65,6 +65,23 @@ def source_stems(source: np.ndarray, sr: int, cfg: StemsConfig) -> dict[str, np.
         for name in STEM_NAMES:
             out[name][c] = stems[name][: src.shape[1]]
     return out
+
+
+def render_like(written: EDL, source: np.ndarray) -> np.ndarray:
+    """Render other audio of the same source (a stem) exactly as ``written``'s mix was rendered.
+
+    ``written`` is the EDL ``write_edit`` wrote (crossfades as played, ``meta["exact_samples"]``
+    and ``meta["render"]``): the same segments, gain envelopes and crossfades (the renderer's own
+    code), the same time-stretch to the same length, and the mix's loudness gain (not a gain of
+    its own), so stems that sum to the source render to audio that sums to the rendered mix.
+    Kept out of ``render.py`` so the stages that import the renderer keep their code hash.
+    """
+    edl, src = _prepared(written, source, None)
+    audio, _ = _exact(edl, _render_raw(edl, src))
+    gain_db = float((written.meta.get("render") or {}).get("gain_db") or 0.0)
+    if gain_db:
+        audio = (audio * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    return audio
 
 
 def render_stems(written: EDL, stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -77,7 +77,7 @@ def test_edit_from_a_folder_outside_the_repo_uses_the_packaged_defaults(song_wav
     """No params.yaml in the current folder: the documented defaults apply; nothing but the outputs is created."""
     proc = cli(["edit", str(song_wav), "--target", "0.6", "-o", "out.wav", "--editor", "heuristic"], tmp_path, stem_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.edl.json", "out.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.cues.json", "out.edl.json", "out.seams.png", "out.wav"]
     segments = json.loads((tmp_path / "out.edl.json").read_text())["segments"]
     assert sf.info(tmp_path / "out.wav").frames == sum(s["end_sample"] - s["start_sample"] for s in segments)
 
@@ -285,7 +285,7 @@ def test_stage_outputs_are_written_through_the_atomic_helper():
     """Every file a stage writes that a later stage, `beatedit run` or `promote` reads (parquet tables, decision.json,
     registry JSONs, quarantine reports, the manifest, EDLs, feature files, metrics)."""
     files = sorted((REPO / "tasks").glob("*.py")) + [REPO / "beatedit" / f for f in (
-        "quarantine.py", "editing/edl.py", "audio/song.py")]
+        "quarantine.py", "editing/edl.py", "audio/song.py", "editing/stem_edit.py")] + [REPO / "app" / "outputs.py"]
     bad = [b for f in files for b in _in_place_writes(f)]
     assert not bad, "written in place (use beatedit.atomic):\n" + "\n".join(bad)
 

@@ -16,8 +16,9 @@ from beatedit.config import RenderConfig, StemsConfig
 from beatedit.editing.cues import CUES_VERSION, cues_for, splice_samples
 from beatedit.editing.editors import edit_with
 from beatedit.editing.edl import EDL
-from beatedit.editing.render import edl_path_for, render_like, write_edit
-from beatedit.editing.stem_edit import StemOutputError, check_stem_backend, source_stems, stem_path_for, write_stems
+from beatedit.editing.render import edl_path_for, write_edit
+from beatedit.editing.stem_edit import (StemOutputError, check_stem_backend, render_like, source_stems, stem_path_for,
+                                        write_stems)
 from beatedit.progress import phase, showing_progress
 from tests.worldkit import make_world_song
 
@@ -145,6 +146,31 @@ def test_progress_is_one_line_per_phase_off_a_terminal():
     assert len(lines) == 3 and lines[1].endswith("stems: separating stems for the analysis (cached)")
     phase("load")  # outside the block: no handler, nothing shown
     assert len(stream.getvalue().splitlines()) == 3
+
+
+def test_progress_never_reaches_a_stage_log():
+    """A stage that logs the root logger at INFO analyses songs too: the phases must not flood its log."""
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    root, keep = logging.getLogger(), Keep()
+    level = root.level
+    root.addHandler(keep)
+    root.setLevel(logging.DEBUG)
+    try:
+        phase("stems")
+        logging.getLogger("beatedit.other").info("control")  # the handler does see ordinary records
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(level)
+    assert [r.name for r in keep.records] == ["beatedit.other"]
 
 
 def test_progress_is_a_bar_on_a_terminal():
