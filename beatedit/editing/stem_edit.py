@@ -92,14 +92,14 @@ def render_stems(written: EDL, stems: dict[str, np.ndarray]) -> dict[str, np.nda
 def write_stems(written: EDL, out_wav: str | Path, source: np.ndarray, cfg: StemsConfig,
                 wav_subtype: str = "PCM_24") -> dict[str, Path]:
     """Separate ``source``, cut every stem as ``written`` cut the mix, write ``<out>.<stem>.wav``; returns the paths."""
-    rendered = render_stems(written, source_stems(source, written.source_sr, cfg))
+    stems = source_stems(source, written.source_sr, cfg)
     paths = stem_paths(out_wav)
     temps: list[tuple[Path, Path]] = []
     try:
-        for name, audio in rendered.items():
+        for name in STEM_NAMES:  # one rendered stem in memory at a time
             tmp = new_temp(paths[name])
             temps.append((tmp, paths[name]))
-            _write_wav(tmp, audio, written.source_sr, wav_subtype)
+            _write_wav(tmp, render_like(written, stems.pop(name)), written.source_sr, wav_subtype)
         replace_together(temps)
     finally:
         for tmp, _ in temps:

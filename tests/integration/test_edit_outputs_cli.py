@@ -123,3 +123,24 @@ def test_evaluate_from_any_folder_reads_params_and_never_creates_a_store(tmp_pat
     proc = cli(["evaluate", "--audio-dir", str(songs)], tmp_path, cache, env={"MLFLOW_TRACKING_URI": f"sqlite:///{missing}"})
     assert proc.returncode == 2 and "no MLflow store" in proc.stderr and str(missing) in proc.stderr, proc.stderr[-2000:]
     assert not missing.exists() and not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
+
+
+def test_evaluate_runs_from_any_folder_on_the_packaged_defaults(tmp_path, cache):
+    """A positive run outside the repo: no params.yaml, a policy checkpoint, one song; only the report is written."""
+    from beatedit.config import Config, CorpusConfig
+    from beatedit.corpus.generator import generate_song
+    from models.policy import policy_for_env, save_policy
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    g = generate_song(0, CorpusConfig(n_songs=1, min_seconds=24.0, max_seconds=28.0, seed=5150))
+    sf.write(songs / "piece.wav", g.mix.astype(np.float32) / 32768.0, g.sample_rate)
+    cfg = Config()
+    ckpt = save_policy(tmp_path / "policy.pt", policy_for_env(cfg.env, cfg.rlhf.policy))
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    proc = cli(["evaluate", "--model", str(ckpt), "--audio-dir", str(songs), "--duration", "14", "--out", "r.json"], cwd, cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in cwd.iterdir()) == ["r.json"]
+    report = json.loads((cwd / "r.json").read_text())
+    assert report["summary"]["n_songs"] == 1 and {r["editor"] for r in report["items"]} >= {"candidate", "search"}
