@@ -165,14 +165,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def promote_preflight(params: str, rollback: bool) -> None:
+    """What ``promote`` needs, checked before Prefect starts: the parameters file, the evaluation's decision
+    (not for ``--rollback``) and an existing MLflow store, which the flow is then pointed at (``MLFLOW_TRACKING_URI``),
+    so a promote from another folder never opens a new ``mlflow.db`` there. Raises ``ValueError`` naming what is missing."""
+    import os
+
+    from beatedit.config import load_config
+    from beatedit.paths import StagePaths
+    from tasks import tracking
+
+    cfg = load_config(params)
+    decision = StagePaths.from_config(cfg).eval_decision
+    if not rollback and not Path(decision).is_file():
+        raise ValueError(f"{decision}: no evaluation decision here (evaluate.out_dir of {params}, relative to the current "
+                         "folder); run the evaluate stage first (`dvc repro evaluate`) from the project folder")
+    try:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking.read_tracking_uri(cfg)
+    except tracking.TrackingStoreMissing as exc:
+        raise ValueError(str(exc)) from None
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
-    from flows.promote import promote_flow, rollback_flow
-    from tasks.registry import PromotionLockError
+    from beatedit.config import ConfigError
 
     params = params_file(args)
     if args.expect_champion is not None and not args.rollback:
         print("error: --expect-champion goes with --rollback", file=sys.stderr)
         return 2
+    try:
+        promote_preflight(params, args.rollback)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from flows.promote import promote_flow, rollback_flow
+    from tasks.registry import PromotionLockError
+
     try:
         decision = rollback_flow(params=params, expected_champion=args.expect_champion) if args.rollback else promote_flow(params=params)
     except PromotionLockError as exc:

@@ -144,3 +144,17 @@ def test_evaluate_runs_from_any_folder_on_the_packaged_defaults(tmp_path, cache)
     assert sorted(p.name for p in cwd.iterdir()) == ["r.json"]
     report = json.loads((cwd / "r.json").read_text())
     assert report["summary"]["n_songs"] == 1 and {r["editor"] for r in report["items"]} >= {"candidate", "search"}
+
+
+def test_promote_outside_the_project_is_a_clear_error_and_creates_nothing(tmp_path, cache):
+    """`promote` needs the project's params, decision and store: from another folder it says which is missing,
+    before Prefect starts, and never opens a new mlflow.db there."""
+    proc = cli(["promote"], tmp_path, cache)
+    assert proc.returncode == 2 and "params.yaml: parameters file not found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(["promote", "--params", str(REPO / "params.yaml")], tmp_path, cache)
+    assert proc.returncode == 2 and "decision.json: no evaluation decision here" in proc.stderr, proc.stderr[-2000:]
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    proc = cli(["--params", str(REPO / "params.yaml"), "promote", "--rollback"], tmp_path, cache,
+               env={"MLFLOW_TRACKING_URI": f"sqlite:///{missing}"})
+    assert proc.returncode == 2 and "no MLflow store" in proc.stderr, proc.stderr[-2000:]
+    assert not any(tmp_path.iterdir()) and not missing.exists()
