@@ -88,7 +88,7 @@ def write_outputs(result: dict, cfg: Config, stems: bool = False, picture: bool 
 
         phase("stem-render")
         try:
-            paths = write_stems(written, out_wav, source, cfg.stems, cfg.render.wav_subtype)
+            paths = write_stems(written, out_wav, source, cfg.stems, cfg.render.wav_subtype, cfg.audio.analysis_sr)
         except StemOutputError as exc:
             raise OutputsError(str(exc)) from None
         done.update({f"stem:{k}": str(v) for k, v in paths.items()})

@@ -2,7 +2,7 @@
 
 The source is separated by the project's stem separator (``beatedit.audio.stems.separate``,
 backend ``stems.backend``) at the source's own rate, channel by channel, so each stem has the
-source's shape ``[channels, n]``. Each stem is then rendered by the EDL the mix was written
+source's shape ``[channels, n]`` (hpss's STFT scaled to the rate: ``at_rate``). Each stem is then rendered by the EDL the mix was written
 with (``render_like``): same segments, gain envelopes and crossfades,
 the same ``--exact`` time-stretch to the same length, and the mix's loudness gain. With the
 ``hpss`` backend the stems' masks sum to one, so the stems sum to the source and their edits
@@ -16,6 +16,7 @@ renamed into place together (``beatedit.atomic.replace_together``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,23 @@ def check_stem_backend(cfg: StemsConfig) -> None:
         raise StemOutputError(f"--stems: unknown stems.backend {cfg.backend!r} (hpss | demucs)")
 
 
-def source_stems(source: np.ndarray, sr: int, cfg: StemsConfig) -> dict[str, np.ndarray]:
-    """The source's stems, float32 ``[channels, n]`` each (the source's shape and rate), separated per channel."""
+def at_rate(cfg: StemsConfig, sr: int, analysis_sr: int | None) -> StemsConfig:
+    """``cfg`` for separating at ``sr`` with the time and frequency resolution it has at ``analysis_sr``.
+
+    hpss's ``n_fft`` / ``hop_length`` are in samples and its kernels in frames and bins: scaling the
+    STFT by the rate ratio (rounded, at least 1) keeps the window in seconds and the bins in Hz, so a
+    44.1 kHz source is separated like its 22.05 kHz analysis copy. Demucs resamples on its own.
+    """
+    if cfg.backend != "hpss" or not analysis_sr:
+        return cfg
+    k = max(1, int(round(sr / analysis_sr)))
+    return dataclasses.replace(cfg, n_fft=cfg.n_fft * k, hop_length=cfg.hop_length * k)
+
+
+def source_stems(source: np.ndarray, sr: int, cfg: StemsConfig, analysis_sr: int | None = None) -> dict[str, np.ndarray]:
+    """The source's stems, float32 ``[channels, n]`` each (the source's shape and rate), separated per channel
+    (``at_rate(cfg, sr, analysis_sr)``)."""
+    cfg = at_rate(cfg, sr, analysis_sr)
     src = np.asarray(source, dtype=np.float32)
     if src.ndim == 1:
         src = src[None, :]
@@ -90,9 +106,9 @@ def render_stems(written: EDL, stems: dict[str, np.ndarray]) -> dict[str, np.nda
 
 
 def write_stems(written: EDL, out_wav: str | Path, source: np.ndarray, cfg: StemsConfig,
-                wav_subtype: str = "PCM_24") -> dict[str, Path]:
+                wav_subtype: str = "PCM_24", analysis_sr: int | None = None) -> dict[str, Path]:
     """Separate ``source``, cut every stem as ``written`` cut the mix, write ``<out>.<stem>.wav``; returns the paths."""
-    stems = source_stems(source, written.source_sr, cfg)
+    stems = source_stems(source, written.source_sr, cfg, analysis_sr)
     paths = stem_paths(out_wav)
     temps: list[tuple[Path, Path]] = []
     try:

@@ -57,7 +57,7 @@ def test_stems_are_cut_at_the_mix_points_and_sum_to_the_edited_mix(world):
     assert splice_samples(edit.edl) and any(s.crossfade_samples for s in edit.edl.segments)  # crossfaded splices to check
     out, written = _written(tmp, "mix", edit.edl, y)
     mix, sr = sf.read(str(out), dtype="float32", always_2d=True)
-    paths = write_stems(written, out, y, StemsConfig(), wav_subtype="FLOAT")
+    paths = write_stems(written, out, y, StemsConfig(), wav_subtype="FLOAT", analysis_sr=22050)
     assert {p.name for p in paths.values()} == {"mix.drums.wav", "mix.bass.wav", "mix.other.wav"}
     assert paths["drums"] == stem_path_for(out, "drums")
     rendered = [sf.read(str(paths[k]), dtype="float32", always_2d=True) for k in STEM_NAMES]
@@ -80,6 +80,14 @@ def test_exact_stems_have_the_exact_length(world):
     paths = write_stems(written, out, y, StemsConfig(), wav_subtype="FLOAT")
     assert sf.info(out).frames == n
     assert all(sf.info(p).frames == n for p in paths.values())
+
+
+def test_stems_at_the_source_rate_keep_the_analysis_resolution():
+    from beatedit.editing.stem_edit import at_rate
+
+    cfg = StemsConfig()
+    assert (at_rate(cfg, 44100, 22050).n_fft, at_rate(cfg, 44100, 22050).hop_length) == (2 * cfg.n_fft, 2 * cfg.hop_length)
+    assert at_rate(cfg, 22050, 22050) == cfg and at_rate(cfg, 8000, 22050) == cfg and at_rate(cfg, 44100, None) == cfg
 
 
 def test_demucs_without_weights_is_a_clear_error(tmp_path):
