@@ -22,6 +22,7 @@ from beatedit.editing.editors import EDITORS
 
 STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "promote", "pipeline")
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
+DEFAULT_REWARD_MODEL = "models:/beatedit-reward@champion"
 
 
 def _version() -> str:
@@ -81,6 +82,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration) if args.duration is not None else None
         target = args.target if args.target is not None or duration is not None else 0.6
         check_inputs(Path(args.input), Path(args.output), cfg, strict=args.strict, warn=lambda m: None)  # before loading a model
+        reward_model = sampling_reward_model(args, cfg)  # --best-of / --variations: checked and loaded before the policy
         policy = None
         if args.editor == "policy":
             from tasks.policy_source import PolicySourceError, load_policy_from_uri
@@ -89,9 +91,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 policy = load_policy_from_uri(args.model, cfg)
             except PolicySourceError as exc:
                 raise EditFileError(str(exc)) from None
+        if args.variations is not None:
+            return print_variations(args, cfg, policy, reward_model, duration, target, warn)
         result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
                            editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
-                           strict=args.strict, warn=warn)
+                           strict=args.strict, warn=warn, best_of=args.best_of, reward_model=reward_model)
     except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -104,6 +108,46 @@ def cmd_edit(args: argparse.Namespace) -> int:
     print(f"wrote {result['wav']}: {format_seconds(result['duration'])} ({result['duration']:.3f} s; asked "
           f"{result['target_seconds']:.3f} s, {err:+.3f} s{stretch}) of {format_seconds(result['source_duration'])}, "
           f"and {result['edl']}")
+    return 0
+
+
+def sampling_reward_model(args: argparse.Namespace, cfg):
+    """The reward model ranking ``--best-of`` / ``--variations`` samples (None when neither is asked);
+    both need ``--editor policy``. Bad counts and a missing model are EditFileErrors naming the flag."""
+    from app.edit import EditFileError
+    from app.variations import MAX_BEST_OF, MAX_VARIATIONS, check_count
+
+    if args.best_of is None and args.variations is None:
+        return None
+    flag = "--variations" if args.variations is not None else "--best-of"
+    if args.editor != "policy":
+        raise EditFileError(f"{flag} samples the policy and ranks the samples with the reward model; "
+                            f"--editor {args.editor} has nothing to sample")
+    if args.best_of is not None:
+        check_count("--best-of", args.best_of, MAX_BEST_OF)
+    if args.variations is not None:
+        check_count("--variations", args.variations, MAX_VARIATIONS)
+    from tasks.policy_source import PolicySourceError, load_reward_from_uri
+
+    try:
+        return load_reward_from_uri(args.reward_model, cfg)
+    except PolicySourceError as exc:
+        raise EditFileError(f"--reward-model: {exc}") from None
+
+
+def print_variations(args: argparse.Namespace, cfg, policy, reward_model, duration, target, warn) -> int:
+    """``--variations N``: write OUT.1.wav .. OUT.N.wav ranked by the reward model and print each."""
+    from beatedit.editing.target import format_seconds
+    from app.variations import edit_variations
+
+    res = edit_variations(Path(args.input), None if duration is not None else target, Path(args.output), cfg, policy,
+                          reward_model, args.variations, best_of=args.best_of, seed=args.seed, duration=duration,
+                          exact=args.exact, strict=args.strict, warn=warn)
+    print(f"{len(res['variations'])} variations of {format_seconds(res['source_duration'])} "
+          f"(asked {res['target_seconds']:.3f} s; {res['draws']} policy samples ranked by the reward model, best first):")
+    for v in res["variations"]:
+        print(f"  {v['rank']}. {v['wav']}  score {v['score']:+.4f}  {format_seconds(v['duration'])} ({v['duration']:.3f} s, "
+              f"{v['duration'] - res['target_seconds']:+.3f} s)  {v['edl']}")
     return 0
 
 
@@ -186,7 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("-o", "--output", required=True, help="output WAV; the EDL is written beside it as .edl.json")
     edit.add_argument("--model", default=DEFAULT_MODEL, help=f"policy model URI (default {DEFAULT_MODEL}) or a policy checkpoint .pt")
     edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")
-    edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
+    edit.add_argument("--seed", type=int, default=0, help="seed for the random editor and the policy samples")
+    edit.add_argument("--best-of", type=int, default=None, metavar="N",
+                      help="sample N edits from the policy and keep the one the reward model scores highest "
+                           "(default: the policy's greedy edit)")
+    edit.add_argument("--variations", type=int, default=None, metavar="N",
+                      help="write the N best distinct policy samples as OUT.1.wav .. OUT.N.wav (+ EDLs), ranked by the reward model")
+    edit.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
+                      help="reward model URI or reward checkpoint .pt ranking --best-of / --variations samples")
     edit.add_argument("--strict", action="store_true",
                       help="refuse a damaged input (a WAV truncated mid-data) instead of warning and editing what is there")
     params_after(edit)

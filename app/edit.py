@@ -88,16 +88,9 @@ def check_inputs(input_path: Path, output: Path, cfg: Config, strict: bool = Fal
         raise EditFileError(str(exc)) from None
 
 
-def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
-              seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
-              warn: Callable[[str], None] | None = None) -> dict:
-    """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
-
-    ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
-    target, to the sample (``beatedit.editing.stretch``). ``strict``: refuse a truncated WAV
-    (otherwise ``warn`` is called with the header's and the real length). Returns paths, the
-    achieved and requested lengths and the stretch factor.
-    """
+def analyse_input(input_path: Path, target: float | None, output: Path, cfg: Config, *, duration: float | None = None,
+                  strict: bool = False, warn: Callable[[str], None] | None = None):
+    """Check the files (``check_inputs``) and the length request, analyse the song; (song, source audio, target ratio)."""
     from beatedit.audio.analysis import analyse_song
 
     if (target is None) == (duration is None):
@@ -118,13 +111,33 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
             target = target_ratio_for(duration, song.duration)
         except ValueError as exc:
             raise EditFileError(f"--duration: {exc}") from None
+    return song, source, float(target)
+
+
+def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
+              seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
+              warn: Callable[[str], None] | None = None, best_of: int | None = None, reward_model: Any = None) -> dict:
+    """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
+
+    ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
+    target, to the sample (``beatedit.editing.stretch``). ``strict``: refuse a truncated WAV
+    (otherwise ``warn`` is called with the header's and the real length). ``best_of``: keep the
+    best of that many policy samples under ``reward_model`` (``models.best_of``; default: the
+    policy's greedy edit). Returns paths, the achieved and requested lengths and the stretch factor.
+    """
+    song, source, target = analyse_input(input_path, target, output, cfg, duration=duration, strict=strict, warn=warn)
     target_seconds = float(target) * song.duration
     if editor == "policy":
         if policy is None:
             raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
-        from models.policy_edit import edit_song
+        if best_of is not None:
+            from app.variations import ranked_samples
 
-        edit = edit_song(policy, song, target, cfg.env, crossfade_ms=cfg.render.crossfade_ms)
+            edit = ranked_samples(song, target, cfg, policy, reward_model, n=best_of, seed=seed)[0].edit
+        else:
+            from models.policy_edit import edit_song
+
+            edit = edit_song(policy, song, target, cfg.env, crossfade_ms=cfg.render.crossfade_ms)
     elif editor in EDITORS:
         edit = edit_with(editor, song, target, np.random.default_rng(seed), cfg.env, cfg.render.crossfade_ms)
     else:
