@@ -131,9 +131,12 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
         if policy is None:
             raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
         if best_of is not None:
-            from app.variations import ranked_samples
+            from models.best_of import best_of_n
 
-            edit = ranked_samples(song, target, cfg, policy, reward_model, n=best_of, seed=seed)[0].edit
+            if reward_model is None:
+                raise EditFileError("--best-of ranks policy samples with the reward model: none given (--reward-model)")
+            edit = best_of_n(policy, reward_model, song, target, best_of, cfg.env, seed=seed,
+                             crossfade_ms=cfg.render.crossfade_ms)[0].edit
         else:
             from models.policy_edit import edit_song
 
