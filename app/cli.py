@@ -195,6 +195,39 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_upload_model_options(serve: argparse.ArgumentParser) -> None:
+    """``beatedit feedback serve --uploads DIR``: the models that render users' variations on the page."""
+    serve.add_argument("--model", default=DEFAULT_MODEL, help="with --uploads: policy model URI or checkpoint .pt that samples the variations")
+    serve.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
+                       help="with --uploads: reward model URI or checkpoint .pt that ranks them")
+    serve.add_argument("--params", default=argparse.SUPPRESS, help="parameters file for the variations (default ./params.yaml or the built-in defaults)")
+    serve.set_defaults(make_variation_renderer=variation_renderer_for)
+
+
+def variation_renderer_for(args: argparse.Namespace):
+    """(renderer, id) for the page: the policy and reward model loaded once; the id hashes their weights,
+    so a new champion renders new variation sets instead of reusing cached ones."""
+    import hashlib
+
+    from app.variations import page_renderer
+    from tasks.policy_source import PolicySourceError, load_policy_from_uri, load_reward_from_uri
+
+    cfg = edit_config(getattr(args, "params", None))
+    try:
+        policy = load_policy_from_uri(args.model, cfg)
+    except PolicySourceError as exc:
+        raise ValueError(f"--model: {exc}") from None
+    try:
+        reward = load_reward_from_uri(args.reward_model, cfg)
+    except PolicySourceError as exc:
+        raise ValueError(f"--reward-model: {exc}") from None
+    h = hashlib.sha256()
+    for module in (policy, reward):
+        for t in module.state_dict().values():
+            h.update(t.detach().cpu().numpy().tobytes())
+    return page_renderer(cfg, policy, reward, model_name=args.model), h.hexdigest()[:16]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beatedit", description="RLHF for automatic music editing.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -266,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     else:
-        add_feedback_cli(sub)
+        add_feedback_cli(sub, serve_hook=add_upload_model_options)
     return parser
 
 

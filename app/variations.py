@@ -121,8 +121,10 @@ def page_renderer(cfg: Config, policy: Any, reward_model: Any, seed: int = 0, mo
                                   duration=target_seconds, strict=True)
         except EditFileError as exc:
             raise ValueError(str(exc).replace(str(source), "the uploaded file").replace("--duration: ", "target: ")) from None
+        res["song"].save(out_dir / "analysis.npz")  # beat features of the upload: what a reward model trains on with these pairs
+        ratio = res["target_seconds"] / res["source_duration"]
         return [Variation(wav=Path(v["wav"]), edl=Path(v["edl"]), actions=[int(a) for a in v["edit"].beat_actions],
-                          score=float(v["score"]), duration=float(v["duration"]), kind="policy-sample", model=model_name)
-                for v in res["variations"]]
+                          score=float(v["score"]), duration=float(v["duration"]), target_ratio=ratio, kind="policy-sample",
+                          model=model_name) for v in res["variations"]]
 
     return render
