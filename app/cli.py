@@ -82,7 +82,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration) if args.duration is not None else None
         target = args.target if args.target is not None or duration is not None else 0.6
         check_inputs(Path(args.input), Path(args.output), cfg, strict=args.strict, warn=lambda m: None)  # before loading a model
-        reward_model = sampling_reward_model(args, cfg)  # --best-of / --variations: checked and loaded before the policy
+        keep = parse_keeps(args.keep, args.editor)  # before any model or analysis
+        reward_model = sampling_reward_model(args, cfg)  # --best-of / --variations / --keep: checked and loaded before the policy
         policy = None
         if args.editor == "policy":
             from tasks.policy_source import PolicySourceError, load_policy_from_uri
@@ -92,10 +93,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
             except PolicySourceError as exc:
                 raise EditFileError(str(exc)) from None
         if args.variations is not None:
+            if keep:
+                raise EditFileError("--keep with --variations is not supported yet: use --keep with one edit (--best-of N)")
             return print_variations(args, cfg, policy, reward_model, duration, target, warn)
         result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
                            editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
-                           strict=args.strict, warn=warn, best_of=args.best_of, reward_model=reward_model)
+                           strict=args.strict, warn=warn, best_of=args.best_of, reward_model=reward_model, keep=keep)
     except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -117,10 +120,10 @@ def sampling_reward_model(args: argparse.Namespace, cfg):
     from app.edit import EditFileError
     from app.variations import MAX_BEST_OF, MAX_VARIATIONS, check_count
 
-    if args.best_of is None and args.variations is None:
+    if args.best_of is None and args.variations is None and not (args.keep and args.editor == "policy"):
         return None
-    flag = "--variations" if args.variations is not None else "--best-of"
-    if args.editor != "policy":
+    flag = "--variations" if args.variations is not None else "--best-of" if args.best_of is not None else "--keep"
+    if args.editor != "policy" and flag != "--keep":
         raise EditFileError(f"{flag} samples the policy and ranks the samples with the reward model; "
                             f"--editor {args.editor} has nothing to sample")
     if args.best_of is not None:
@@ -133,6 +136,21 @@ def sampling_reward_model(args: argparse.Namespace, cfg):
         return load_reward_from_uri(args.reward_model, cfg)
     except PolicySourceError as exc:
         raise EditFileError(f"--reward-model: {exc}") from None
+
+
+def parse_keeps(texts: list[str] | None, editor: str) -> list[tuple[float, float]]:
+    """``--keep START-END`` (repeatable) -> [(start, end) seconds]; refused for editors that cannot honour it."""
+    from app.edit import EditFileError, check_keep_editor
+    from beatedit.editing.keep import parse_keep
+
+    if not texts:
+        return []
+    try:
+        regions = [parse_keep(t) for t in texts]
+    except ValueError as exc:
+        raise EditFileError(str(exc)) from None
+    check_keep_editor(editor, regions)
+    return regions
 
 
 def print_variations(args: argparse.Namespace, cfg, policy, reward_model, duration, target, warn) -> int:
@@ -271,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the N best distinct policy samples as OUT.1.wav .. OUT.N.wav (+ EDLs), ranked by the reward model")
     edit.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
                       help="reward model URI or reward checkpoint .pt ranking --best-of / --variations samples")
+    edit.add_argument("--keep", action="append", default=None, metavar="START-END",
+                      help="a region of the source that must stay in the edit, whole and in order, e.g. 1:10-1:40 "
+                           "(repeatable; --editor search or policy)")
     edit.add_argument("--strict", action="store_true",
                       help="refuse a damaged input (a WAV truncated mid-data) instead of warning and editing what is there")
     params_after(edit)

@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -88,6 +88,57 @@ def check_inputs(input_path: Path, output: Path, cfg: Config, strict: bool = Fal
         raise EditFileError(str(exc)) from None
 
 
+KEEP_POLICY_SAMPLES = 64  # --keep with the policy: samples drawn (unless --best-of says more) to find one that keeps the regions
+
+
+def check_keep_editor(editor: str, keep: Sequence[tuple[float, float]]) -> None:
+    from beatedit.editing.keep import KEEP_EDITORS
+
+    if keep and editor not in KEEP_EDITORS:
+        raise EditFileError(f"--keep: the {editor} editor cannot keep a region; use --editor {' or '.join(KEEP_EDITORS)}")
+
+
+def edit_keeping(song, target: float, cfg: Config, editor: str, keep: Sequence[tuple[float, float]], *, policy: Any = None,
+                 reward_model: Any = None, best_of: int | None = None, seed: int = 0):
+    """The edit that keeps every region whole: the search editor's constrained path, or the best-ranked
+    policy sample that keeps them. EditFileError for an impossible constraint (naming the region)."""
+    from beatedit.editing.keep import check_regions, keep_beats, keeps
+    from beatedit.editing.program import build_edit
+
+    try:
+        check_regions(keep, song.duration, target * song.duration)
+        ranges = keep_beats(song, keep)
+    except ValueError as exc:
+        raise EditFileError(str(exc)) from None
+    xf = cfg.render.crossfade_ms
+    if editor == "search":
+        from beatedit.editing.search import search_decisions
+
+        try:
+            decisions = search_decisions(song, target, cfg.env, keep=ranges)
+        except ValueError as exc:
+            raise EditFileError(str(exc)) from None
+        try:
+            edit = build_edit(song, decisions, xf, target, cfg.env, guarded=True)
+        except ValueError:
+            edit = build_edit(song, decisions, xf, target, cfg.env)
+    else:
+        from models.best_of import best_of_n
+
+        if policy is None or reward_model is None:
+            raise EditFileError("--keep with the policy ranks its samples with the reward model: none given (--reward-model)")
+        n = max(best_of or 0, KEEP_POLICY_SAMPLES)
+        kept = [r for r in best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=xf)
+                if keeps(r.edit, ranges)]
+        if not kept:
+            raise EditFileError(f"--keep: none of {n} policy samples keeps the region(s) whole (the policy is not "
+                                "constrained step by step); use --editor search, or more samples with --best-of")
+        edit = kept[0].edit
+    if not keeps(edit, ranges):  # the contract, checked on what will be written
+        raise EditFileError("--keep: internal error: the edit does not keep the region(s)")
+    return edit
+
+
 def analyse_input(input_path: Path, target: float | None, output: Path, cfg: Config, *, duration: float | None = None,
                   strict: bool = False, warn: Callable[[str], None] | None = None):
     """Check the files (``check_inputs``) and the length request, analyse the song; (song, source audio, target ratio)."""
@@ -116,18 +167,25 @@ def analyse_input(input_path: Path, target: float | None, output: Path, cfg: Con
 
 def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
               seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
-              warn: Callable[[str], None] | None = None, best_of: int | None = None, reward_model: Any = None) -> dict:
+              warn: Callable[[str], None] | None = None, best_of: int | None = None, reward_model: Any = None,
+              keep: Sequence[tuple[float, float]] = ()) -> dict:
     """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
 
     ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
     target, to the sample (``beatedit.editing.stretch``). ``strict``: refuse a truncated WAV
     (otherwise ``warn`` is called with the header's and the real length). ``best_of``: keep the
     best of that many policy samples under ``reward_model`` (``models.best_of``; default: the
-    policy's greedy edit). Returns paths, the achieved and requested lengths and the stretch factor.
+    policy's greedy edit). ``keep``: source regions (start, end seconds) that must stay whole, in order
+    (``beatedit.editing.keep``; the search editor and the policy honour it, the others are refused).
+    Returns paths, the achieved and requested lengths and the stretch factor.
     """
+    check_keep_editor(editor, keep)
     song, source, target = analyse_input(input_path, target, output, cfg, duration=duration, strict=strict, warn=warn)
     target_seconds = float(target) * song.duration
-    if editor == "policy":
+    if keep:
+        edit = edit_keeping(song, target, cfg, editor, keep, policy=policy, reward_model=reward_model, best_of=best_of,
+                            seed=seed)
+    elif editor == "policy":
         if policy is None:
             raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
         if best_of is not None:
