@@ -109,3 +109,42 @@ def test_variations_refuse_an_output_that_is_the_input(kit, tmp_path, monkeypatc
     assert "is the input file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.2.wav"]
     assert np.isfinite(sf.read(src)[0]).all()
+
+
+# ----------------------------------------------------------------------------- --keep
+def edl_keeps(edl_path: Path, start_s: float, end_s: float) -> bool:
+    edl = json.loads(Path(edl_path).read_text())
+    sr = edl["source_sr"]
+    return any(s["start_sample"] <= start_s * sr and s["end_sample"] >= end_s * sr for s in edl["segments"])
+
+
+@pytest.mark.parametrize("editor", ["search", "policy"])
+def test_keep_region_stays_whole_in_the_written_edit(kit, tmp_path, monkeypatch, capsys, editor):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", kit["cache"])
+    out = tmp_path / "kept.wav"
+    region = (8.0, 14.0) if editor == "search" else (2.0, 3.0)
+    code = run(kit, out, "--editor", editor, "--keep", f"0:{region[0]:02.0f}-0:{region[1]:02.0f}")
+    err = capsys.readouterr().err
+    if editor == "policy" and code == 2:  # the policy is not constrained step by step: a clear refusal is allowed
+        assert "none of 64 policy samples keeps the region" in err and not out.exists()
+        return
+    assert code == 0, err
+    assert edl_keeps(out.with_suffix(".edl.json"), *region)
+    assert abs(sf.info(out).duration - 20.0) < 1.0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--editor", "search", "--keep", "0:14-0:08"], "before or where it starts"),
+    (["--editor", "search", "--keep", "0:10-5:00"], "ends after the song"),
+    (["--editor", "search", "--keep", "0:02-0:08", "--keep", "0:06-0:10"], "overlap"),
+    (["--editor", "search", "--keep", "0:00-0:25"], "longer than the target"),
+    (["--editor", "search", "--keep", "noon-dusk"], "is not a length"),
+    (["--editor", "heuristic", "--keep", "0:02-0:08"], "the heuristic editor cannot keep a region"),
+    (["--variations", "2", "--keep", "0:02-0:08"], "--keep with --variations is not supported"),
+])
+def test_bad_keep_is_a_clear_error_and_writes_nothing(kit, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.setenv("BEATEDIT_STEM_CACHE", kit["cache"])
+    assert run(kit, tmp_path / "x.wav", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--keep" in err, err
+    assert list(tmp_path.iterdir()) == []
