@@ -178,3 +178,41 @@ def test_upload_config_refuses_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="--max-upload-mb"):
         UploadConfig(tmp_path / "u", lambda *a: [], max_bytes=10)
     assert json.dumps({"ok": True})
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--model", "/nonexistent/policy.pt"], "--model: cannot load model"),
+    (["--model", "POLICY", "--reward-model", "POLICY"], "--reward-model:"),
+    (["--model", "POLICY", "--reward-model", "REWARD", "--max-upload-mb", "0"], "--max-upload-mb: must lie in"),
+    (["--model", "POLICY", "--reward-model", "REWARD", "--max-upload-mb", "nan"], "--max-upload-mb: must lie in"),
+])
+def test_serve_with_uploads_refuses_bad_settings_before_serving(tmp_path, capsys, extra, message):
+    """`beatedit feedback serve --uploads DIR`: the app layer injects the renderer; bad models or limits are one
+    `error:` line and exit 2 (nothing is served)."""
+    from app.cli import main
+    from models.policy import policy_for_env, save_policy
+    from models.reward_model import RewardModel, save_reward_model
+
+    cfg = Config()
+    pol = save_policy(tmp_path / "policy.pt", policy_for_env(cfg.env, cfg.rlhf.policy))
+    rew = save_reward_model(tmp_path / "reward.pt", RewardModel(d_model=16, n_layers=1, n_heads=2))
+    renders = tmp_path / "renders"
+    build_demo_renders(renders, n_songs=1, pairs_per_song=1, seconds=0.5)
+    extra = [str(pol) if x == "POLICY" else str(rew) if x == "REWARD" else x for x in extra]
+    with pytest.raises(SystemExit) as exc:
+        main(["feedback", "serve", "--renders", str(renders), "--db", f"sqlite:///{tmp_path / 'v.db'}",
+              "--uploads", str(tmp_path / "uploads"), *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+
+
+def test_uploads_need_the_beatedit_cli(tmp_path, capsys):
+    """`python -m beatedit.feedback serve --uploads` has no models to render with: refused with the reason."""
+    from beatedit.feedback.cli import main as feedback_main
+
+    renders = tmp_path / "renders"
+    build_demo_renders(renders, n_songs=1, pairs_per_song=1, seconds=0.5)
+    code = feedback_main(["serve", "--renders", str(renders), "--db", f"sqlite:///{tmp_path / 'v.db'}",
+                          "--uploads", str(tmp_path / "uploads")])
+    assert code == 2 and "start the page with `beatedit feedback serve`" in capsys.readouterr().err
