@@ -63,7 +63,7 @@ def rank_edits(edits: Sequence[EditResult], scores: Sequence[float]) -> list[Ran
 def best_of_n_many(policy: ActorCritic, reward_model: RewardModel, jobs: Sequence[tuple[SongAnalysis, float]], n: int,
                    env_cfg: EnvConfig | None = None, *, seed: int = 0, render_cfg: RenderConfig | None = None,
                    crossfade_ms: float | None = None, device: str | torch.device = "cpu",
-                   batch_size: int = 64) -> list[list[RankedEdit]]:
+                   batch_size: int = 64, temperature: float = 1.0) -> list[list[RankedEdit]]:
     """``best_of_n`` for many (song, target) jobs at once: all ``len(jobs) * n`` samples are stepped
     together in one vectorised env and scored in batched reward-model calls. Returns, per job,
     its ``n`` samples best first."""
@@ -76,7 +76,7 @@ def best_of_n_many(policy: ActorCritic, reward_model: RewardModel, jobs: Sequenc
     songs = [s for s, _ in jobs for _ in range(n)]
     targets = [float(t) for _, t in jobs for _ in range(n)]
     res = edit_songs(policy, songs, targets, env_cfg, greedy=False, rng=np.random.default_rng(seed),
-                     render_cfg=render_cfg, crossfade_ms=crossfade_ms, device=device)
+                     render_cfg=render_cfg, crossfade_ms=crossfade_ms, device=device, temperature=temperature)
     scores = score_batch(reward_model, [(s.features, r.edit.beat_actions, t) for s, t, r in zip(songs, targets, res)],
                          device, batch_size)
     return [rank_edits([r.edit for r in res[k * n:(k + 1) * n]], scores[k * n:(k + 1) * n]) for k in range(len(jobs))]
@@ -85,8 +85,9 @@ def best_of_n_many(policy: ActorCritic, reward_model: RewardModel, jobs: Sequenc
 def best_of_n(policy: ActorCritic, reward_model: RewardModel, song: SongAnalysis, target_ratio: float, n: int,
               env_cfg: EnvConfig | None = None, *, seed: int = 0, render_cfg: RenderConfig | None = None,
               crossfade_ms: float | None = None, device: str | torch.device = "cpu",
-              batch_size: int = 64) -> list[RankedEdit]:
+              batch_size: int = 64, temperature: float = 1.0) -> list[RankedEdit]:
     """``n`` policy samples of ``song`` at ``target_ratio`` (length-guarded, seeded), scored by the reward
-    model with the target, best first: ``[0].edit`` is the best-of-N edit, ``[0].score`` its score."""
+    model with the target, best first: ``[0].edit`` is the best-of-N edit, ``[0].score`` its score.
+    ``temperature`` < 1 samples closer to the policy's greedy edit (``models.policy_edit.edit_songs``)."""
     return best_of_n_many(policy, reward_model, [(song, target_ratio)], n, env_cfg, seed=seed, render_cfg=render_cfg,
-                          crossfade_ms=crossfade_ms, device=device, batch_size=batch_size)[0]
+                          crossfade_ms=crossfade_ms, device=device, batch_size=batch_size, temperature=temperature)[0]

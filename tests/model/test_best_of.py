@@ -91,3 +91,16 @@ def test_rank_edits_keeps_drawing_order_on_ties_and_checks_lengths():
     assert [(r.edit, r.rank, r.sample) for r in ranked] == [("b", 0, 1), ("a", 1, 0), ("c", 2, 2)]
     with pytest.raises(ValueError, match="2 scores"):
         rank_edits(["a", "b", "c"], [1.0, 2.0])  # type: ignore[list-item]
+
+
+def test_temperature_sharpens_towards_the_greedy_edit_and_is_checked():
+    song, pol, rm = rl_song(7), small_policy(3), tiny_reward_model(3)
+    greedy = tuple(edit_song(pol, song, 0.6).decisions)
+    # an untrained policy has near-ties (a random draw between them even when cold), so compare agreement with greedy
+    cold = best_of_n(pol, rm, song, 0.6, 8, seed=0, temperature=1e-4)
+    warm = best_of_n(pol, rm, song, 0.6, 8, seed=0)
+    same = [sum(r.decisions == greedy for r in x) for x in (cold, warm)]
+    assert same[0] >= 1 and same[0] > same[1], same
+    for t in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature"):
+            best_of_n(pol, rm, song, 0.6, 2, temperature=t)
