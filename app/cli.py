@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
             return print_variations(args, cfg, policy, reward_model, duration, target, warn)
         result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
                            editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
-                           strict=args.strict, warn=warn, best_of=args.best_of, reward_model=reward_model, keep=keep)
+                           strict=args.strict, warn=warn, best_of=args.best_of, reward_model=reward_model, keep=keep,
+                           temperature=args.temperature)
     except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -128,6 +130,8 @@ def sampling_reward_model(args: argparse.Namespace, cfg):
                             f"--editor {args.editor} has nothing to sample")
     if args.best_of is not None:
         check_count("--best-of", args.best_of, MAX_BEST_OF)
+    if not (math.isfinite(args.temperature) and 0.01 <= args.temperature <= 10.0):
+        raise EditFileError(f"--temperature: must lie in [0.01, 10], got {args.temperature}")
     if args.variations is not None:
         check_count("--variations", args.variations, MAX_VARIATIONS)
     from tasks.policy_source import PolicySourceError, load_reward_from_uri
@@ -160,7 +164,7 @@ def print_variations(args: argparse.Namespace, cfg, policy, reward_model, durati
 
     res = edit_variations(Path(args.input), None if duration is not None else target, Path(args.output), cfg, policy,
                           reward_model, args.variations, best_of=args.best_of, seed=args.seed, duration=duration,
-                          exact=args.exact, strict=args.strict, warn=warn)
+                          exact=args.exact, strict=args.strict, warn=warn, temperature=args.temperature)
     print(f"{len(res['variations'])} variations of {format_seconds(res['source_duration'])} "
           f"(asked {res['target_seconds']:.3f} s; {res['draws']} policy samples ranked by the reward model, best first):")
     for v in res["variations"]:
@@ -289,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the N best distinct policy samples as OUT.1.wav .. OUT.N.wav (+ EDLs), ranked by the reward model")
     edit.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
                       help="reward model URI or reward checkpoint .pt ranking --best-of / --variations samples")
+    edit.add_argument("--temperature", type=float, default=1.0,
+                      help="with --best-of / --variations / --keep (policy): sample from p^(1/T); below 1 the samples stay "
+                           "closer to the policy's greedy edit (fewer scattered cuts)")
     edit.add_argument("--keep", action="append", default=None, metavar="START-END",
                       help="a region of the source that must stay in the edit, whole and in order, e.g. 1:10-1:40 "
                            "(repeatable; --editor search or policy)")

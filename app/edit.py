@@ -99,7 +99,7 @@ def check_keep_editor(editor: str, keep: Sequence[tuple[float, float]]) -> None:
 
 
 def edit_keeping(song, target: float, cfg: Config, editor: str, keep: Sequence[tuple[float, float]], *, policy: Any = None,
-                 reward_model: Any = None, best_of: int | None = None, seed: int = 0):
+                 reward_model: Any = None, best_of: int | None = None, seed: int = 0, temperature: float = 1.0):
     """The edit that keeps every region whole: the search editor's constrained path, or the best-ranked
     policy sample that keeps them. EditFileError for an impossible constraint (naming the region)."""
     from beatedit.editing.keep import check_regions, keep_beats, keeps
@@ -128,7 +128,8 @@ def edit_keeping(song, target: float, cfg: Config, editor: str, keep: Sequence[t
         if policy is None or reward_model is None:
             raise EditFileError("--keep with the policy ranks its samples with the reward model: none given (--reward-model)")
         n = max(best_of or 0, KEEP_POLICY_SAMPLES)
-        kept = [r for r in best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=xf)
+        kept = [r for r in best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=xf,
+                                     temperature=temperature)
                 if keeps(r.edit, ranges)]
         if not kept:
             raise EditFileError(f"--keep: none of {n} policy samples keeps the region(s) whole (the policy is not "
@@ -168,7 +169,7 @@ def analyse_input(input_path: Path, target: float | None, output: Path, cfg: Con
 def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
               seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
               warn: Callable[[str], None] | None = None, best_of: int | None = None, reward_model: Any = None,
-              keep: Sequence[tuple[float, float]] = ()) -> dict:
+              keep: Sequence[tuple[float, float]] = (), temperature: float = 1.0) -> dict:
     """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
 
     ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
@@ -184,7 +185,7 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
     target_seconds = float(target) * song.duration
     if keep:
         edit = edit_keeping(song, target, cfg, editor, keep, policy=policy, reward_model=reward_model, best_of=best_of,
-                            seed=seed)
+                            seed=seed, temperature=temperature)
     elif editor == "policy":
         if policy is None:
             raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
@@ -194,7 +195,7 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
             if reward_model is None:
                 raise EditFileError("--best-of ranks policy samples with the reward model: none given (--reward-model)")
             edit = best_of_n(policy, reward_model, song, target, best_of, cfg.env, seed=seed,
-                             crossfade_ms=cfg.render.crossfade_ms)[0].edit
+                             crossfade_ms=cfg.render.crossfade_ms, temperature=temperature)[0].edit
         else:
             from models.policy_edit import edit_song
 

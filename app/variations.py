@@ -39,7 +39,7 @@ def check_count(flag: str, n: Any, hi: int) -> int:
 
 
 def ranked_samples(song, target: float, cfg: Config, policy: Any, reward_model: Any, n: int, seed: int = 0,
-                   distinct: int | None = None) -> list:
+                   distinct: int | None = None, temperature: float = 1.0) -> list:
     """``n`` policy samples of ``song`` at ``target`` ranked best first by ``reward_model``
     (``models.best_of.RankedEdit``); with ``distinct=k``, only the first ``k`` distinct edits of that ranking."""
     from models.best_of import best_of_n
@@ -48,7 +48,8 @@ def ranked_samples(song, target: float, cfg: Config, policy: Any, reward_model: 
         raise EditFileError("best-of-N and variations sample the policy: no policy given")
     if reward_model is None:
         raise EditFileError("best-of-N and variations rank samples with the reward model: none given (--reward-model)")
-    ranked = best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=cfg.render.crossfade_ms)
+    ranked = best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=cfg.render.crossfade_ms,
+                       temperature=temperature)
     if distinct is None:
         return ranked
     seen, out = set(), []
@@ -81,7 +82,8 @@ def _write(edl: EDL, path: Path, source, cfg: Config, exact_seconds: float | Non
 
 def edit_variations(input_path: Path, target: float | None, output: Path, cfg: Config, policy: Any, reward_model: Any,
                     n: int, *, best_of: int | None = None, seed: int = 0, duration: float | None = None,
-                    exact: bool = False, strict: bool = False, warn: Callable[[str], None] | None = None) -> dict:
+                    exact: bool = False, strict: bool = False, warn: Callable[[str], None] | None = None,
+                    temperature: float = 1.0) -> dict:
     """Write the ``n`` best distinct policy samples as ``OUT.1.wav .. OUT.n.wav`` (+ EDLs), best first.
 
     ``max(best_of, DRAWS_PER_VARIATION * n)`` samples are drawn; when fewer than ``n`` of them
@@ -95,7 +97,7 @@ def edit_variations(input_path: Path, target: float | None, output: Path, cfg: C
         check_inputs(input_path, p, cfg, strict=strict, warn=lambda m: None)
     song, source, target = analyse_input(input_path, target, paths[0], cfg, duration=duration, strict=strict, warn=warn)
     draws = max(best_of or 0, DRAWS_PER_VARIATION * n)
-    ranked = ranked_samples(song, target, cfg, policy, reward_model, draws, seed=seed, distinct=n)
+    ranked = ranked_samples(song, target, cfg, policy, reward_model, draws, seed=seed, distinct=n, temperature=temperature)
     if len(ranked) < n:
         (warn or (lambda m: None))(f"only {len(ranked)} distinct edits among {draws} policy samples: "
                                    f"writing {len(ranked)} variations, not {n}")

@@ -69,6 +69,8 @@ def test_best_of_keeps_the_top_sample(kit, tmp_path, monkeypatch, capsys):
     assert run(kit, tmp_path / "best.wav", "--best-of", "12", "--seed", "3") == 0
     assert run(kit, tmp_path / "var.wav", "--variations", "1", "--best-of", "12", "--seed", "3") == 0
     assert segments(tmp_path / "best.edl.json") == segments(tmp_path / "var.1.edl.json")
+    assert run(kit, tmp_path / "cold.wav", "--best-of", "12", "--seed", "3", "--temperature", "0.3") == 0
+    assert segments(tmp_path / "cold.edl.json") != segments(tmp_path / "best.edl.json")  # the flag reaches the sampler
     assert run(kit, tmp_path / "other.wav", "--best-of", "12", "--seed", "4") == 0  # seeded: another seed, other samples
     assert segments(tmp_path / "other.edl.json") != segments(tmp_path / "best.edl.json")
     capsys.readouterr()
@@ -82,6 +84,8 @@ def test_best_of_keeps_the_top_sample(kit, tmp_path, monkeypatch, capsys):
     (["--best-of", "4", "--editor", "search"], "--editor search has nothing to sample"),
     (["--variations", "2", "--reward-model", "POLICY"], "--reward-model:"),
     (["--best-of", "2", "--reward-model", "/nonexistent/reward.pt"], "--reward-model: cannot load model"),
+    (["--best-of", "2", "--temperature", "0"], "--temperature: must lie in [0.01, 10]"),
+    (["--variations", "2", "--temperature", "nan"], "--temperature: must lie in [0.01, 10]"),
 ])
 def test_bad_sampling_flags_are_clear_errors_and_write_nothing(kit, tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.setenv("BEATEDIT_STEM_CACHE", kit["cache"])
