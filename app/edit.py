@@ -88,7 +88,7 @@ def check_inputs(input_path: Path, output: Path, cfg: Config, strict: bool = Fal
         raise EditFileError(str(exc)) from None
 
 
-KEEP_POLICY_SAMPLES = 64  # --keep with the policy: samples drawn (unless --best-of says more) to find one that keeps the regions
+KEEP_POLICY_SAMPLES = 64  # --keep with the policy: samples drawn when its masked greedy edit cannot keep the regions
 
 
 def check_keep_editor(editor: str, keep: Sequence[tuple[float, float]]) -> None:
@@ -122,19 +122,27 @@ def edit_keeping(song, target: float, cfg: Config, editor: str, keep: Sequence[t
             edit = build_edit(song, decisions, xf, target, cfg.env, guarded=True)
         except ValueError:
             edit = build_edit(song, decisions, xf, target, cfg.env)
-    else:
+    else:  # the policy, masked step by step (models.policy_edit.keep_mask): greedy, or the best of --best-of samples
         from models.best_of import best_of_n
+        from models.policy_edit import edit_songs
 
-        if policy is None or reward_model is None:
-            raise EditFileError("--keep with the policy ranks its samples with the reward model: none given (--reward-model)")
-        n = max(best_of or 0, KEEP_POLICY_SAMPLES)
-        kept = [r for r in best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=xf,
-                                     temperature=temperature)
-                if keeps(r.edit, ranges)]
-        if not kept:
-            raise EditFileError(f"--keep: none of {n} policy samples keeps the region(s) whole (the policy is not "
-                                "constrained step by step); use --editor search, or more samples with --best-of")
-        edit = kept[0].edit
+        if policy is None:
+            raise EditFileError("no policy given (use --editor search to keep a region without a model)")
+        edit = None
+        if best_of is None:
+            greedy = edit_songs(policy, [song], [target], cfg.env, greedy=True, crossfade_ms=xf, keep=[ranges])[0].edit
+            edit = greedy if keeps(greedy, ranges) else None
+        if edit is None:
+            if reward_model is None:
+                raise EditFileError("--keep: the policy's greedy edit could not keep the region(s); ranking samples needs "
+                                    "the reward model: none given (--reward-model)")
+            n = best_of or KEEP_POLICY_SAMPLES
+            kept = [r for r in best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=xf,
+                                         temperature=temperature, keep=ranges) if keeps(r.edit, ranges)]
+            if not kept:
+                raise EditFileError(f"--keep: none of {n} policy samples could keep the region(s) whole within a beat of "
+                                    "the target; use --editor search, or change the regions or the target")
+            edit = kept[0].edit
     if not keeps(edit, ranges):  # the contract, checked on what will be written
         raise EditFileError("--keep: internal error: the edit does not keep the region(s)")
     return edit

@@ -63,7 +63,8 @@ def rank_edits(edits: Sequence[EditResult], scores: Sequence[float]) -> list[Ran
 def best_of_n_many(policy: ActorCritic, reward_model: RewardModel, jobs: Sequence[tuple[SongAnalysis, float]], n: int,
                    env_cfg: EnvConfig | None = None, *, seed: int = 0, render_cfg: RenderConfig | None = None,
                    crossfade_ms: float | None = None, device: str | torch.device = "cpu",
-                   batch_size: int = 64, temperature: float = 1.0) -> list[list[RankedEdit]]:
+                   batch_size: int = 64, temperature: float = 1.0,
+                   keep: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[RankedEdit]]:
     """``best_of_n`` for many (song, target) jobs at once: all ``len(jobs) * n`` samples are stepped
     together in one vectorised env and scored in batched reward-model calls. Returns, per job,
     its ``n`` samples best first."""
@@ -75,8 +76,11 @@ def best_of_n_many(policy: ActorCritic, reward_model: RewardModel, jobs: Sequenc
     env_cfg = dataclasses.replace(env_cfg or EnvConfig(), length_guard=True)
     songs = [s for s, _ in jobs for _ in range(n)]
     targets = [float(t) for _, t in jobs for _ in range(n)]
+    if keep is not None and len(keep) != len(jobs):
+        raise ValueError(f"best-of-N: {len(keep)} keep lists for {len(jobs)} jobs")
     res = edit_songs(policy, songs, targets, env_cfg, greedy=False, rng=np.random.default_rng(seed),
-                     render_cfg=render_cfg, crossfade_ms=crossfade_ms, device=device, temperature=temperature)
+                     render_cfg=render_cfg, crossfade_ms=crossfade_ms, device=device, temperature=temperature,
+                     keep=None if keep is None else [k for k in keep for _ in range(n)])
     scores = score_batch(reward_model, [(s.features, r.edit.beat_actions, t) for s, t, r in zip(songs, targets, res)],
                          device, batch_size)
     return [rank_edits([r.edit for r in res[k * n:(k + 1) * n]], scores[k * n:(k + 1) * n]) for k in range(len(jobs))]
@@ -85,9 +89,11 @@ def best_of_n_many(policy: ActorCritic, reward_model: RewardModel, jobs: Sequenc
 def best_of_n(policy: ActorCritic, reward_model: RewardModel, song: SongAnalysis, target_ratio: float, n: int,
               env_cfg: EnvConfig | None = None, *, seed: int = 0, render_cfg: RenderConfig | None = None,
               crossfade_ms: float | None = None, device: str | torch.device = "cpu",
-              batch_size: int = 64, temperature: float = 1.0) -> list[RankedEdit]:
+              batch_size: int = 64, temperature: float = 1.0, keep: Sequence[tuple[int, int]] = ()) -> list[RankedEdit]:
     """``n`` policy samples of ``song`` at ``target_ratio`` (length-guarded, seeded), scored by the reward
     model with the target, best first: ``[0].edit`` is the best-of-N edit, ``[0].score`` its score.
-    ``temperature`` < 1 samples closer to the policy's greedy edit (``models.policy_edit.edit_songs``)."""
+    ``temperature`` < 1 samples closer to the policy's greedy edit (``models.policy_edit.edit_songs``).
+    ``keep``: beat ranges every sample must play whole (masked step by step, ``models.policy_edit.keep_mask``)."""
     return best_of_n_many(policy, reward_model, [(song, target_ratio)], n, env_cfg, seed=seed, render_cfg=render_cfg,
-                          crossfade_ms=crossfade_ms, device=device, batch_size=batch_size, temperature=temperature)[0]
+                          crossfade_ms=crossfade_ms, device=device, batch_size=batch_size, temperature=temperature,
+                          keep=[list(keep)] if keep else None)[0]

@@ -7,8 +7,10 @@ order, once (``keeps``), with no cut, loop or fade inside. Which editors honour 
 - ``search``: a constraint in the dynamic programme (no jump may skip a kept beat:
   ``beatedit.editing.search.search_path(..., keep=)``), so the cheapest path that keeps every
   region and lands within a beat of the target is chosen, or there is none (an error).
-- ``policy``: its samples are filtered (``app``: the best-ranked policy sample that keeps every
-  region; an error when none of them does). The policy is not masked step by step.
+- ``policy``: masked step by step (``models.policy_edit.keep_mask``: inside a kept range only KEEP; before
+  one, no action that ends the edit, jumps past its first beat, or leaves too little room for the kept beats
+  within the target); its greedy edit, or with ``--best-of`` the best-ranked masked sample; each is checked
+  with ``keeps`` and an error names the problem when none keeps the regions.
 - ``heuristic``, ``fade``, ``random``: refused with a message naming the editors that support it.
 
 Impossible constraints are ``ValueError`` naming the region: malformed text, an empty or

@@ -104,3 +104,19 @@ def test_temperature_sharpens_towards_the_greedy_edit_and_is_checked():
     for t in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             best_of_n(pol, rm, song, 0.6, 2, temperature=t)
+
+
+def test_keep_masks_the_policy_so_each_sample_plays_the_region_whole():
+    from beatedit.editing.keep import keeps
+    from models.policy_edit import edit_songs
+
+    song, pol, rm = rl_song(8), small_policy(4), tiny_reward_model(4)
+    ranges = [(20, 30), (50, 56)]
+    free = best_of_n(pol, rm, song, 0.6, 8, seed=0)
+    assert not all(keeps(r.edit, ranges) for r in free)  # an untrained policy cuts into them unconstrained
+    kept = best_of_n(pol, rm, song, 0.6, 8, seed=0, keep=ranges)
+    assert all(keeps(r.edit, ranges) for r in kept)
+    greedy = edit_songs(pol, [song], [0.6], EnvConfig(), greedy=True, keep=[ranges])[0].edit
+    assert keeps(greedy, ranges)
+    with pytest.raises(ValueError, match="outside song"):
+        best_of_n(pol, rm, song, 0.6, 2, keep=[(90, 200)])
