@@ -185,6 +185,7 @@ def test_upload_config_refuses_bad_settings(tmp_path):
     (["--model", "POLICY", "--reward-model", "POLICY"], "--reward-model:"),
     (["--model", "POLICY", "--reward-model", "REWARD", "--max-upload-mb", "0"], "--max-upload-mb: must lie in"),
     (["--model", "POLICY", "--reward-model", "REWARD", "--max-upload-mb", "nan"], "--max-upload-mb: must lie in"),
+    (["--model", "POLICY", "--reward-model", "REWARD", "--uploads", "FILE"], "exists and is not a folder"),
 ])
 def test_serve_with_uploads_refuses_bad_settings_before_serving(tmp_path, capsys, extra, message):
     """`beatedit feedback serve --uploads DIR`: the app layer injects the renderer; bad models or limits are one
@@ -198,7 +199,8 @@ def test_serve_with_uploads_refuses_bad_settings_before_serving(tmp_path, capsys
     rew = save_reward_model(tmp_path / "reward.pt", RewardModel(d_model=16, n_layers=1, n_heads=2))
     renders = tmp_path / "renders"
     build_demo_renders(renders, n_songs=1, pairs_per_song=1, seconds=0.5)
-    extra = [str(pol) if x == "POLICY" else str(rew) if x == "REWARD" else x for x in extra]
+    files = {"POLICY": str(pol), "REWARD": str(rew), "FILE": str(renders / "pairs.json")}
+    extra = [files.get(x, x) for x in extra]
     with pytest.raises(SystemExit) as exc:
         main(["feedback", "serve", "--renders", str(renders), "--db", f"sqlite:///{tmp_path / 'v.db'}",
               "--uploads", str(tmp_path / "uploads"), *extra])
