@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from beatedit.editing.editors import EDITORS
 
 STAGES = ("corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "promote", "pipeline")
 DEFAULT_MODEL = "models:/beatedit-policy@champion"
+DEFAULT_REWARD_MODEL = "models:/beatedit-reward@champion"
 
 
 def _version() -> str:
@@ -106,6 +108,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         target = args.target if args.target is not None or duration is not None else 0.6
         check_inputs(Path(args.input), Path(args.output), cfg, strict=args.strict, warn=lambda m: None)  # before loading a model
         check_outputs(Path(args.input), Path(args.output), cfg, stems=args.stems, picture=args.picture)
+        keep = parse_keeps(args.keep, args.editor)  # before any model or analysis
+        reward_model = sampling_reward_model(args, cfg)  # --best-of / --variations / --keep: checked and loaded before the policy
         policy = None
         if args.editor == "policy":
             from tasks.policy_source import PolicySourceError, load_policy_from_uri
@@ -114,10 +118,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 policy = load_policy_from_uri(args.model, cfg)
             except PolicySourceError as exc:
                 raise EditFileError(str(exc)) from None
+        if args.variations is not None:
+            if keep:
+                raise EditFileError("--keep with --variations is not supported yet: use --keep with one edit (--best-of N)")
+            return print_variations(args, cfg, policy, reward_model, duration, target, warn)
         with showing_progress(expected_phases(args.stems, args.picture)):
             result = edit_file(Path(args.input), None if duration is not None else target, Path(args.output), cfg,
                                editor=args.editor, policy=policy, seed=args.seed, duration=duration, exact=args.exact,
-                               strict=args.strict, warn=warn)
+                               strict=args.strict, warn=warn, best_of=args.best_of, reward_model=reward_model, keep=keep,
+                               temperature=args.temperature)
             extras = write_outputs(result, cfg, stems=args.stems, picture=args.picture)
     except (EditFileError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -135,6 +144,65 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if stems:
         print(f"stems (cut at the same points, same length): {', '.join(stems)}")
     print(f"cues: {extras['cues']}" + (f"; seams picture: {extras['picture']}" if "picture" in extras else ""))
+    return 0
+
+
+def sampling_reward_model(args: argparse.Namespace, cfg):
+    """The reward model ranking ``--best-of`` / ``--variations`` samples (None when neither is asked);
+    both need ``--editor policy``. Bad counts and a missing model are EditFileErrors naming the flag."""
+    from app.edit import EditFileError
+    from app.variations import MAX_BEST_OF, MAX_VARIATIONS, check_count
+
+    if args.best_of is None and args.variations is None and not (args.keep and args.editor == "policy"):
+        return None
+    flag = "--variations" if args.variations is not None else "--best-of" if args.best_of is not None else "--keep"
+    if args.editor != "policy" and flag != "--keep":
+        raise EditFileError(f"{flag} samples the policy and ranks the samples with the reward model; "
+                            f"--editor {args.editor} has nothing to sample")
+    if args.best_of is not None:
+        check_count("--best-of", args.best_of, MAX_BEST_OF)
+    if not (math.isfinite(args.temperature) and 0.01 <= args.temperature <= 10.0):
+        raise EditFileError(f"--temperature: must lie in [0.01, 10], got {args.temperature}")
+    if args.variations is not None:
+        check_count("--variations", args.variations, MAX_VARIATIONS)
+    from tasks.policy_source import PolicySourceError, load_reward_from_uri
+
+    try:
+        return load_reward_from_uri(args.reward_model, cfg)
+    except PolicySourceError as exc:
+        raise EditFileError(f"--reward-model: {exc}") from None
+
+
+def parse_keeps(texts: list[str] | None, editor: str) -> list[tuple[float, float]]:
+    """``--keep START-END`` (repeatable) -> [(start, end) seconds]; refused for editors that cannot honour it."""
+    from app.edit import EditFileError, check_keep_editor
+    from beatedit.editing.keep import parse_keep
+
+    if not texts:
+        return []
+    try:
+        regions = [parse_keep(t) for t in texts]
+    except ValueError as exc:
+        raise EditFileError(str(exc)) from None
+    check_keep_editor(editor, regions)
+    return regions
+
+
+def print_variations(args: argparse.Namespace, cfg, policy, reward_model, duration, target, warn) -> int:
+    """``--variations N``: write OUT.1.wav .. OUT.N.wav ranked by the reward model and print each."""
+    from app.outputs import write_outputs
+    from app.variations import edit_variations
+    from beatedit.editing.target import format_seconds
+
+    res = edit_variations(Path(args.input), None if duration is not None else target, Path(args.output), cfg, policy,
+                          reward_model, args.variations, best_of=args.best_of, seed=args.seed, duration=duration,
+                          exact=args.exact, strict=args.strict, warn=warn, temperature=args.temperature)
+    print(f"{len(res['variations'])} variations of {format_seconds(res['source_duration'])} "
+          f"(asked {res['target_seconds']:.3f} s; {res['draws']} policy samples ranked by the reward model, best first):")
+    for v in res["variations"]:
+        extras = write_outputs({"wav": v["wav"], "song": res["song"]}, cfg, stems=args.stems, picture=args.picture)
+        print(f"  {v['rank']}. {v['wav']}  score {v['score']:+.4f}  {format_seconds(v['duration'])} ({v['duration']:.3f} s, "
+              f"{v['duration'] - res['target_seconds']:+.3f} s)  {v['edl']}  + {', '.join(sorted(extras))}")
     return 0
 
 
@@ -210,6 +278,39 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_upload_model_options(serve: argparse.ArgumentParser) -> None:
+    """``beatedit feedback serve --uploads DIR``: the models that render users' variations on the page."""
+    serve.add_argument("--model", default=DEFAULT_MODEL, help="with --uploads: policy model URI or checkpoint .pt that samples the variations")
+    serve.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
+                       help="with --uploads: reward model URI or checkpoint .pt that ranks them")
+    serve.add_argument("--params", default=argparse.SUPPRESS, help="parameters file for the variations (default ./params.yaml or the built-in defaults)")
+    serve.set_defaults(make_variation_renderer=variation_renderer_for)
+
+
+def variation_renderer_for(args: argparse.Namespace):
+    """(renderer, id) for the page: the policy and reward model loaded once; the id hashes their weights,
+    so a new champion renders new variation sets instead of reusing cached ones."""
+    import hashlib
+
+    from app.variations import page_renderer
+    from tasks.policy_source import PolicySourceError, load_policy_from_uri, load_reward_from_uri
+
+    cfg = edit_config(getattr(args, "params", None))
+    try:
+        policy = load_policy_from_uri(args.model, cfg)
+    except PolicySourceError as exc:
+        raise ValueError(f"--model: {exc}") from None
+    try:
+        reward = load_reward_from_uri(args.reward_model, cfg)
+    except PolicySourceError as exc:
+        raise ValueError(f"--reward-model: {exc}") from None
+    h = hashlib.sha256()
+    for module in (policy, reward):
+        for t in module.state_dict().values():
+            h.update(t.detach().cpu().numpy().tobytes())
+    return page_renderer(cfg, policy, reward, model_name=args.model), h.hexdigest()[:16]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beatedit", description="RLHF for automatic music editing.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -248,13 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("-o", "--output", required=True, help="output WAV; the EDL is written beside it as .edl.json")
     edit.add_argument("--model", default=DEFAULT_MODEL, help="policy model URI or a policy checkpoint .pt (default: %(default)s)")
     edit.add_argument("--editor", choices=("policy", *EDITORS), default="policy", help="baseline editors need no model")
-    edit.add_argument("--seed", type=int, default=0, help="seed for the random editor")
+    edit.add_argument("--seed", type=int, default=0, help="seed for the random editor and the policy samples")
     edit.add_argument("--stems", action="store_true",
                       help="also write each stem (drums, bass, other; separator: stems.backend) cut at the same points as the "
                            "mix, beside it as OUT.drums.wav, ...")
     edit.add_argument("--picture", action=argparse.BooleanOptionalAction, default=True,
                       help="write OUT.seams.png beside the EDL: source and edit waveforms, kept regions shaded, seams marked "
                            "(OUT.cues.json, the beats, bars, sections and seams in output time, is always written)")
+    edit.add_argument("--best-of", type=int, default=None, metavar="N",
+                      help="sample N edits from the policy and keep the one the reward model scores highest "
+                           "(default: the policy's greedy edit)")
+    edit.add_argument("--variations", type=int, default=None, metavar="N",
+                      help="write the N best distinct policy samples as OUT.1.wav .. OUT.N.wav (+ EDLs), ranked by the reward model")
+    edit.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
+                      help="reward model URI or reward checkpoint .pt ranking --best-of / --variations samples")
+    edit.add_argument("--temperature", type=float, default=1.0,
+                      help="with --best-of / --variations / --keep (policy): sample from p^(1/T); below 1 the samples stay "
+                           "closer to the policy's greedy edit (fewer scattered cuts)")
+    edit.add_argument("--keep", action="append", default=None, metavar="START-END",
+                      help="a region of the source that must stay in the edit, whole and in order, e.g. 1:10-1:40 "
+                           "(repeatable; --editor search or policy)")
     edit.add_argument("--strict", action="store_true",
                       help="refuse a damaged input (a WAV truncated mid-data) instead of warning and editing what is there")
     params_after(edit)
@@ -283,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     else:
-        add_feedback_cli(sub)
+        add_feedback_cli(sub, serve_hook=add_upload_model_options)
     use_help_formatter(parser)
     return parser
 

@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -89,16 +89,69 @@ def check_inputs(input_path: Path, output: Path, cfg: Config, strict: bool = Fal
         raise EditFileError(str(exc)) from None
 
 
-def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
-              seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
-              warn: Callable[[str], None] | None = None) -> dict:
-    """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
+KEEP_POLICY_SAMPLES = 64  # --keep with the policy: samples drawn when its masked greedy edit cannot keep the regions
 
-    ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
-    target, to the sample (``beatedit.editing.stretch``). ``strict``: refuse a truncated WAV
-    (otherwise ``warn`` is called with the header's and the real length). Returns paths, the
-    achieved and requested lengths and the stretch factor.
-    """
+
+def check_keep_editor(editor: str, keep: Sequence[tuple[float, float]]) -> None:
+    from beatedit.editing.keep import KEEP_EDITORS
+
+    if keep and editor not in KEEP_EDITORS:
+        raise EditFileError(f"--keep: the {editor} editor cannot keep a region; use --editor {' or '.join(KEEP_EDITORS)}")
+
+
+def edit_keeping(song, target: float, cfg: Config, editor: str, keep: Sequence[tuple[float, float]], *, policy: Any = None,
+                 reward_model: Any = None, best_of: int | None = None, seed: int = 0, temperature: float = 1.0):
+    """The edit that keeps every region whole: the search editor's constrained path, or the best-ranked
+    policy sample that keeps them. EditFileError for an impossible constraint (naming the region)."""
+    from beatedit.editing.keep import check_regions, keep_beats, keeps
+    from beatedit.editing.program import build_edit
+
+    try:
+        check_regions(keep, song.duration, target * song.duration)
+        ranges = keep_beats(song, keep)
+    except ValueError as exc:
+        raise EditFileError(str(exc)) from None
+    xf = cfg.render.crossfade_ms
+    if editor == "search":
+        from beatedit.editing.search import search_decisions
+
+        try:
+            decisions = search_decisions(song, target, cfg.env, keep=ranges)
+        except ValueError as exc:
+            raise EditFileError(str(exc)) from None
+        try:
+            edit = build_edit(song, decisions, xf, target, cfg.env, guarded=True)
+        except ValueError:
+            edit = build_edit(song, decisions, xf, target, cfg.env)
+    else:  # the policy, masked step by step (models.policy_edit.keep_mask): greedy, or the best of --best-of samples
+        from models.best_of import best_of_n
+        from models.policy_edit import edit_songs
+
+        if policy is None:
+            raise EditFileError("no policy given (use --editor search to keep a region without a model)")
+        edit = None
+        if best_of is None:
+            greedy = edit_songs(policy, [song], [target], cfg.env, greedy=True, crossfade_ms=xf, keep=[ranges])[0].edit
+            edit = greedy if keeps(greedy, ranges) else None
+        if edit is None:
+            if reward_model is None:
+                raise EditFileError("--keep: the policy's greedy edit could not keep the region(s); ranking samples needs "
+                                    "the reward model: none given (--reward-model)")
+            n = best_of or KEEP_POLICY_SAMPLES
+            kept = [r for r in best_of_n(policy, reward_model, song, target, n, cfg.env, seed=seed, crossfade_ms=xf,
+                                         temperature=temperature, keep=ranges) if keeps(r.edit, ranges)]
+            if not kept:
+                raise EditFileError(f"--keep: none of {n} policy samples could keep the region(s) whole within a beat of "
+                                    "the target; use --editor search, or change the regions or the target")
+            edit = kept[0].edit
+    if not keeps(edit, ranges):  # the contract, checked on what will be written
+        raise EditFileError("--keep: internal error: the edit does not keep the region(s)")
+    return edit
+
+
+def analyse_input(input_path: Path, target: float | None, output: Path, cfg: Config, *, duration: float | None = None,
+                  strict: bool = False, warn: Callable[[str], None] | None = None):
+    """Check the files (``check_inputs``) and the length request, analyse the song; (song, source audio, target ratio)."""
     from beatedit.audio.analysis import analyse_song
 
     if (target is None) == (duration is None):
@@ -119,14 +172,44 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
             target = target_ratio_for(duration, song.duration)
         except ValueError as exc:
             raise EditFileError(f"--duration: {exc}") from None
+    return song, source, float(target)
+
+
+def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
+              seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
+              warn: Callable[[str], None] | None = None, best_of: int | None = None, reward_model: Any = None,
+              keep: Sequence[tuple[float, float]] = (), temperature: float = 1.0) -> dict:
+    """Edit ``input_path`` to ``duration`` seconds (or ``target`` x its length) and write ``output`` + its EDL.
+
+    ``exact``: time-stretch the edit by a few percent at most so the WAV lasts exactly the
+    target, to the sample (``beatedit.editing.stretch``). ``strict``: refuse a truncated WAV
+    (otherwise ``warn`` is called with the header's and the real length). ``best_of``: keep the
+    best of that many policy samples under ``reward_model`` (``models.best_of``; default: the
+    policy's greedy edit). ``keep``: source regions (start, end seconds) that must stay whole, in order
+    (``beatedit.editing.keep``; the search editor and the policy honour it, the others are refused).
+    Returns paths, the achieved and requested lengths and the stretch factor.
+    """
+    check_keep_editor(editor, keep)
+    song, source, target = analyse_input(input_path, target, output, cfg, duration=duration, strict=strict, warn=warn)
     target_seconds = float(target) * song.duration
     phase("edit")
-    if editor == "policy":
+    if keep:
+        edit = edit_keeping(song, target, cfg, editor, keep, policy=policy, reward_model=reward_model, best_of=best_of,
+                            seed=seed, temperature=temperature)
+    elif editor == "policy":
         if policy is None:
             raise EditFileError("no policy given (use --editor heuristic|random|fade to edit without a model)")
-        from models.policy_edit import edit_song
+        if best_of is not None:
+            from models.best_of import best_of_n
 
-        edit = edit_song(policy, song, target, cfg.env, crossfade_ms=cfg.render.crossfade_ms)
+            if reward_model is None:
+                raise EditFileError("--best-of ranks policy samples with the reward model: none given (--reward-model)")
+            edit = best_of_n(policy, reward_model, song, target, best_of, cfg.env, seed=seed,
+                             crossfade_ms=cfg.render.crossfade_ms, temperature=temperature)[0].edit
+        else:
+            from models.policy_edit import edit_song
+
+            edit = edit_song(policy, song, target, cfg.env, crossfade_ms=cfg.render.crossfade_ms)
     elif editor in EDITORS:
         edit = edit_with(editor, song, target, np.random.default_rng(seed), cfg.env, cfg.render.crossfade_ms)
     else:

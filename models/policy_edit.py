@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from beatedit.editing.actions import N_ACTIONS
+from beatedit.editing.actions import COPIES_PER_ACTION, N_ACTIONS, Action
 from beatedit.config import EnvConfig, RenderConfig
 from beatedit.editing.program import EditResult
 from beatedit.editing.env import VecBeatEditEnv
@@ -67,12 +67,17 @@ def sample_actions(logp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios: Sequence[float],
                env_cfg: EnvConfig | None = None, greedy: bool = True, rng: np.random.Generator | None = None, *,
                reference: ActorCritic | None = None, render_cfg: RenderConfig | None = None,
-               crossfade_ms: float | None = None, device: str | torch.device = "cpu") -> list[PolicyEdit]:
+               crossfade_ms: float | None = None, device: str | torch.device = "cpu",
+               temperature: float = 1.0, keep: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[PolicyEdit]:
     """Edit ``songs[i]`` at ``target_ratios[i]`` (same lengths; a song may appear several times).
 
-    ``greedy``: argmax of the masked policy; otherwise sample with ``rng`` (numpy).
+    ``greedy``: argmax of the masked policy; otherwise sample with ``rng`` (numpy) from the policy's
+    distribution sharpened by ``temperature`` (``p ** (1 / temperature)``, renormalised; 1 = the policy itself).
     ``reference``: also accumulate the exact per-step KL(policy || reference) along the path.
     ``crossfade_ms`` (or ``render_cfg.crossfade_ms``): the EDL's splice crossfade.
+    ``keep`` (one list per job of beat ranges ``[b0, b1)``, ``--keep``): actions that would cut, loop or fade
+    inside a kept range, skip over one or end before one are masked (``keep_mask``), so each range plays whole,
+    in order; the length guard still applies where it leaves a legal action, else the kept range wins.
     """
     songs = list(songs)
     if len(songs) != len(target_ratios):
@@ -81,12 +86,20 @@ def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios
         return []
     if not greedy and rng is None:
         rng = np.random.default_rng()
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"edit_songs: temperature must be a positive number, got {temperature!r}")
     env_cfg = env_cfg or EnvConfig()
     if crossfade_ms is not None:
         render_cfg = RenderConfig(crossfade_ms=float(crossfade_ms))
     table, song_indices = song_table(songs)  # one env per job over the distinct songs
     env = VecBeatEditEnv(table, len(songs), env_cfg, seed=0, render_cfg=render_cfg, dense=False, build_edits=True)
     obs, mask = env.reset(song_indices=song_indices, target_ratios=list(target_ratios))
+    keep_tab = None
+    if keep is not None:
+        if len(keep) != len(songs):
+            raise ValueError(f"edit_songs: {len(keep)} keep lists for {len(songs)} jobs")
+        keep_tab = keep_tables(songs, keep)
+        mask = keep_mask(env, mask, *keep_tab)
     was_training = policy.training
     policy.eval()
     out: list[PolicyEdit | None] = [None] * len(songs)
@@ -100,9 +113,17 @@ def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios
             if reference is not None:
                 kl += masked_kl(logp, reference.log_probs(o_t, m_t), m_t).double().cpu().numpy()
             logp_np = logp.float().cpu().numpy()
-            actions = logp_np.argmax(1) if greedy else sample_actions(logp_np, rng)
+            if greedy:
+                actions = logp_np.argmax(1)
+            elif temperature != 1.0:
+                z = logp_np.astype(np.float64) / temperature
+                actions = sample_actions(z - z.max(1, keepdims=True), rng)
+            else:
+                actions = sample_actions(logp_np, rng)
             steps += 1
             obs, mask, _, _, finished = env.step(actions)
+            if keep_tab is not None:
+                mask = keep_mask(env, mask, *keep_tab)
             for f in finished:
                 e = f.env_index
                 if out[e] is None:
@@ -110,6 +131,67 @@ def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios
     finally:
         policy.train(was_training)
     return out  # type: ignore[return-value]
+
+
+_COPIES = np.array(COPIES_PER_ACTION, dtype=np.int64)
+_TERMINAL = np.zeros(N_ACTIONS, dtype=bool)
+_TERMINAL[[int(Action.FADE_OUT), int(Action.END)]] = True
+
+
+def keep_tables(songs: Sequence[SongAnalysis], keep: Sequence[Sequence[tuple[int, int]]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per job and cursor position: (inside a kept range [E, T] bool, start of the next kept range [E, T] int64, or
+    a large number when none is ahead, samples of kept beats from there on [E, T]); T = the longest song's beats + 1."""
+    from beatedit.editing.program import song_grid
+
+    T = max(s.n_beats for s in songs) + 1
+    big = np.iinfo(np.int64).max // 4
+    inside = np.zeros((len(songs), T), dtype=bool)
+    nxt = np.full((len(songs), T), big, dtype=np.int64)
+    mand = np.zeros((len(songs), T), dtype=np.float64)
+    for e, ranges in enumerate(keep):
+        n = songs[e].n_beats
+        for b0, b1 in sorted(ranges, reverse=True):  # later ranges first: earlier ones overwrite "next start"
+            if not 0 <= b0 < b1 <= n:
+                raise ValueError(f"keep range [{b0}, {b1}) is outside song {songs[e].song_id!r} ({n} beats)")
+            inside[e, b0:b1] = True
+            nxt[e, :b0 + 1] = b0
+        lens = np.where(inside[e, :n], np.diff(song_grid(songs[e]).bounds).astype(np.float64), 0.0)
+        mand[e, :n] = np.cumsum(lens[::-1])[::-1]
+    return inside, nxt, mand
+
+
+def keep_mask(env: VecBeatEditEnv, mask: np.ndarray, inside: np.ndarray, nxt: np.ndarray, mand: np.ndarray) -> np.ndarray:
+    """``mask`` narrowed so no kept range is cut, looped, faded, skipped or left unplayed: inside a range only KEEP;
+    before one, only actions that do not end the edit, whose cursor lands at or before its first beat, and that leave
+    room for the kept beats still to come within the target (+ tolerance). Where that empties a row, the unguarded
+    rules narrowed the same way (without the room check) apply."""
+    E = len(mask)
+    cursor = np.minimum(env.cursor, inside.shape[1] - 1)
+    rows = np.arange(E)
+    ins = inside[rows, cursor]
+    nk = nxt[rows, cursor]
+    acts = np.broadcast_to(np.arange(N_ACTIONS), (E, N_ACTIONS))
+    t = env.tables
+    dest = t.dests(env.song, env.cursor, acts)
+    n = t.n[env.song][:, None]
+    terminal = _TERMINAL[None, :] | (dest >= n)
+    ahead = nk < np.iinfo(np.int64).max // 4
+    base = t.c_base[env.song]
+    d = np.clip(dest, 0, n)
+    out_after = env.out_samples[:, None] + _COPIES[None, :] * (t.bounds[base[:, None] + d] - t.bounds[base + env.cursor][:, None])
+    room = out_after + mand[rows[:, None], np.minimum(d, mand.shape[1] - 1)] <= env.target_samples[:, None] + t.guard_tol[env.song][:, None]
+    structural = np.where(ins[:, None], acts == int(Action.KEEP), ~ahead[:, None] | (~terminal & (dest <= nk[:, None])))
+    ok = structural & (ins[:, None] | ~ahead[:, None] | room)
+    out = mask & ok
+    empty = ~out.any(1) & mask.any(1)
+    if empty.any():
+        out[empty] = (mask & structural)[empty]
+    empty = ~out.any(1) & mask.any(1)
+    if empty.any():
+        plain = t.masks(env.song, env.cursor, env.out_samples > 0, env.last, env.loops, env.done) & structural
+        out[empty] = plain[empty]
+    return out
 
 
 def edit_song(policy: ActorCritic, song: SongAnalysis, target_ratio: float, env_cfg: EnvConfig | None = None,

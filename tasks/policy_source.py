@@ -41,6 +41,30 @@ def load_policy_from_uri(uri: str, cfg: Any = None) -> Any:
     from models.checkpoint import CheckpointError
     from models.policy import load_policy
 
+    path = _resolve(uri, cfg)
+    try:
+        policy, _ = load_policy(path)
+    except CheckpointError as exc:
+        raise PolicySourceError(str(exc)) from None
+    return policy
+
+
+def load_reward_from_uri(uri: str, cfg: Any = None) -> Any:
+    """The reward model from a registry/run URI (``models:/beatedit-reward@champion``) or a checkpoint file;
+    read-only like ``load_policy_from_uri``. Best-of-N and ``--variations`` rank policy samples with it."""
+    from models.checkpoint import CheckpointError
+    from models.reward_model import load_reward_model
+
+    path = _resolve(uri, cfg)
+    try:
+        model, _, _ = load_reward_model(path)
+    except CheckpointError as exc:
+        raise PolicySourceError(str(exc)) from None
+    return model
+
+
+def _resolve(uri: str, cfg: Any) -> Path:
+    """The local checkpoint behind ``uri``, pointing MLflow at the existing store first for registry/run URIs."""
     if uri.startswith("models:/") or uri.startswith("runs:/"):
         import mlflow
 
@@ -54,9 +78,4 @@ def load_policy_from_uri(uri: str, cfg: Any = None) -> Any:
             raise PolicySourceError(f"cannot load model {uri!r}: {exc}") from None
         mlflow.set_tracking_uri(store)
         mlflow.set_registry_uri(store)
-    path = checkpoint_from_uri(uri)
-    try:
-        policy, _ = load_policy(path)
-    except CheckpointError as exc:
-        raise PolicySourceError(str(exc)) from None
-    return policy
+    return checkpoint_from_uri(uri)

@@ -40,6 +40,7 @@ them like any other editor's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -283,8 +284,21 @@ def _solve(g: SongGrid, T: np.ndarray, c: np.ndarray, R: int, target: float, bea
     return SearchResult(pieces, cost, samples, target, beat, R)
 
 
-def search_path(song: SongAnalysis, target_ratio: float, scfg: SearchConfig | None = None) -> SearchResult:
-    """The cheapest forward path from beat 0 to the last beat whose length is nearest the target (see module doc)."""
+def forbid_skipping(T: np.ndarray, keep: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``T`` with every jump that would skip a beat of a kept range ``[k0, k1)`` made impossible (inf):
+    a jump from out-point ``b`` to in-point ``a`` skips ``b .. a-1``, so it is forbidden when ``b < k1`` and ``a > k0``."""
+    T = T.copy()
+    for k0, k1 in keep:
+        T[:k1, k0 + 1:] = np.inf
+    return T
+
+
+def search_path(song: SongAnalysis, target_ratio: float, scfg: SearchConfig | None = None,
+                keep: Sequence[tuple[int, int]] = ()) -> SearchResult:
+    """The cheapest forward path from beat 0 to the last beat whose length is nearest the target (see module doc).
+
+    ``keep``: beat ranges ``[b0, b1)`` no jump may skip (``--keep``, ``beatedit.editing.keep``); the path
+    always plays beat 0 and the last beat, so each range then plays whole and in order."""
     scfg = scfg or SearchConfig()
     problem = scfg.check()
     if problem:
@@ -306,6 +320,8 @@ def search_path(song: SongAnalysis, target_ratio: float, scfg: SearchConfig | No
     kmin = int(np.clip(min(k_lo, k_hi) - span, 1, n))
     kmax = int(np.clip(max(k_lo, k_hi) + span, 1, n))
     T = jump_costs(song, scfg)
+    if keep:
+        T = forbid_skipping(T, keep)
     c = keep_costs(song, scfg)
     dev = (np.diff(B).astype(np.float64) - mean_beat) / beat  # a beat's length above the mean, in beats
     R = max(1, scfg.min_piece_bars * meter)
@@ -326,6 +342,9 @@ def search_path(song: SongAnalysis, target_ratio: float, scfg: SearchConfig | No
         if best is not None and best.error_beats <= tol or R == 1:
             break
         R = max(1, R // 2)
+    if best is None and keep:
+        raise ValueError(f"--keep: no edit of {song.song_id!r} keeps the region(s) whole at a length near the target; "
+                         "move or shorten a region, or change the target")
     if best is None:  # cannot happen for n >= 1 (R = 1, K = kmin..kmax covers a contiguous run), kept as a guard
         raise RuntimeError(f"search editor found no path for {song.song_id!r} ({n} beats, target {target_ratio})")
     return best
@@ -354,11 +373,18 @@ def decisions_from_pieces(g: SongGrid, pieces: list[tuple[int, int]]) -> list[in
 
 
 def search_decisions(song: SongAnalysis, target_ratio: float, cfg: EnvConfig | None = None,
-                     scfg: SearchConfig | None = None) -> list[int]:
-    """The search editor's decisions (legal under the edit program; checked by replaying them)."""
+                     scfg: SearchConfig | None = None, keep: Sequence[tuple[int, int]] = ()) -> list[int]:
+    """The search editor's decisions (legal under the edit program; checked by replaying them).
+
+    ``keep``: beat ranges that must stay whole (``search_path``); ValueError when no path keeps them
+    and lands within ``length_tolerance_beats`` of the target."""
     cfg = cfg or EnvConfig()
     g = song_grid(song)
-    res = search_path(song, target_ratio, scfg)
+    res = search_path(song, target_ratio, scfg, keep=keep)
+    if keep and res.error_beats > (scfg or SearchConfig()).length_tolerance_beats + 1e-9:
+        raise ValueError(f"--keep: no edit of {song.song_id!r} keeps the region(s) whole and lands within a beat of the "
+                         f"target (the closest misses it by {res.error_beats:.1f} beats); move or shorten a region, "
+                         "or change the target")
     decisions = decisions_from_pieces(g, res.pieces)
     s = EditState()
     for a in decisions:

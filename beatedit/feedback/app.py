@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from .db import FeedbackDB, SCHEMA_VERSION, open_db
+from .uploads import UploadConfig
 from .queue import (
     DEFAULT_HOLD_S,
     DEFAULT_TOKEN_TTL_S,
@@ -148,8 +149,9 @@ def _pydantic_errors(exc: ValidationError | RequestValidationError) -> list[dict
 class GuardMiddleware:
     """Host allow-list (DNS-rebinding defence), Content-Length cap, security headers."""
 
-    def __init__(self, app, allowed_hosts: set[str]):
+    def __init__(self, app, allowed_hosts: set[str], body_limits: dict[str, int] | None = None):
         self.app, self.allowed = app, {h.lower() for h in allowed_hosts}
+        self.body_limits = dict(body_limits or {})  # path -> byte cap other than MAX_BODY_BYTES (the upload route)
 
     @staticmethod
     def _host_only(host: str) -> str:
@@ -168,8 +170,9 @@ class GuardMiddleware:
         if cl is not None:
             if not cl.isdigit():
                 return await _err(400, "bad_request", "invalid Content-Length")(scope, receive, send)
-            if int(cl) > MAX_BODY_BYTES:
-                return await _err(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")(scope, receive, send)
+            cap = self.body_limits.get(scope["path"], MAX_BODY_BYTES)
+            if int(cl) > cap:
+                return await _err(413, "too_large", f"request body over {cap} bytes")(scope, receive, send)
 
         async def send_with_headers(msg):
             if msg["type"] == "http.response.start":
@@ -189,11 +192,12 @@ class GuardMiddleware:
 # --- app -------------------------------------------------------------------------------------------------
 def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_tokens: str | Path | dict[str, str] | None = None, *,
                allowed_hosts: set[str] | None = None, token_ttl_s: float = DEFAULT_TOKEN_TTL_S, max_votes_per_pair: int | None = None,
-               hold_s: float = DEFAULT_HOLD_S) -> FastAPI:
+               hold_s: float = DEFAULT_HOLD_S, uploads: "UploadConfig | None" = None) -> FastAPI:
     """Build the feedback app: migrates ``db_url``, syncs ``render_dir/pairs.json`` into it and
     registers the raters of ``rater_tokens`` (a file path or ``{rater: token}``; None = open mode,
     any browser gets a rater id). ``allowed_hosts``: Host header names accepted (default loopback).
     ``hold_s``: how long an unvoted issue holds its pair against ``max_votes_per_pair``.
+    ``uploads``: users' own songs (``beatedit.feedback.uploads``: its folder, the injected variation renderer, the size cap).
     Out-of-range settings are refused here (ValueError), before anything is served."""
     token_ttl_s = check_duration("token_ttl_s (--token-ttl)", token_ttl_s)
     hold_s = check_duration("hold_s (--hold)", hold_s)
@@ -227,7 +231,8 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
     app = FastAPI(title="beatedit feedback", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.feedback = state
     hosts = set(allowed_hosts) if allowed_hosts is not None else {"127.0.0.1", "localhost", "[::1]"}
-    app.add_middleware(GuardMiddleware, allowed_hosts=hosts)
+    app.add_middleware(GuardMiddleware, allowed_hosts=hosts,
+                       body_limits={"/api/upload": uploads.max_bytes} if uploads is not None else None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(ApiError)
@@ -413,7 +418,13 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
     @app.get("/api/health")
     async def health():
         return {"ok": True, "schema_version": SCHEMA_VERSION, "active_pairs": state.sync.active, "rejected_pairs": len(state.sync.rejected),
-                "tokens_required": state.tokens_required}
+                "tokens_required": state.tokens_required, "uploads": uploads is not None}
+
+    if uploads is not None:  # users' own songs: upload, variations, pick (beatedit/feedback/uploads.py)
+        from .uploads import add_upload_routes
+
+        add_upload_routes(app, db, key, uploads, require_rater=require_rater, check_origin=check_origin, read_json=read_json,
+                          known=known)
 
     return app
 
@@ -421,7 +432,8 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
 # --- running -------------------------------------------------------------------------------------------
 def serve(render_dir: str | Path, db_url: str, *, host: str = "127.0.0.1", port: int = 8765, rater_tokens: str | Path | None = None,
           secret_env: str = DEFAULT_SECRET_ENV, allow_remote_open: bool = False, max_votes_per_pair: int | None = None,
-          token_ttl_s: float = DEFAULT_TOKEN_TTL_S, hold_s: float = DEFAULT_HOLD_S, log_level: str = "info") -> None:
+          token_ttl_s: float = DEFAULT_TOKEN_TTL_S, hold_s: float = DEFAULT_HOLD_S, log_level: str = "info",
+          uploads: "UploadConfig | None" = None) -> None:
     """Run the page with uvicorn (blocking). Loopback by default; binding elsewhere requires rater
     tokens unless ``allow_remote_open``. The HMAC secret comes from the ``secret_env`` variable."""
     import uvicorn
@@ -435,7 +447,7 @@ def serve(render_dir: str | Path, db_url: str, *, host: str = "127.0.0.1", port:
     if not is_loopback(host):
         hosts = {"*"} if host in ("0.0.0.0", "::") else hosts | {host.lower()}
     app = create_app(render_dir, db_url, key, rater_tokens, allowed_hosts=hosts, token_ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair,
-                     hold_s=hold_s)
+                     hold_s=hold_s, uploads=uploads)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False, log_config=uvicorn_log_config())
 
 

@@ -67,8 +67,30 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     serve(args.renders, args.db, host=args.host, port=args.port, rater_tokens=args.rater_tokens, secret_env=args.secret,
           allow_remote_open=args.allow_remote_open, max_votes_per_pair=args.max_votes_per_pair, token_ttl_s=args.token_ttl,
-          hold_s=args.hold)
+          hold_s=args.hold, uploads=upload_config(args))
     return 0
+
+
+def upload_config(args: argparse.Namespace):
+    """``--uploads DIR``: users' own songs on the page. The variation renderer needs the policy and the reward
+    model, so it is injected by the ``beatedit`` CLI (``args.make_variation_renderer``, set by its serve hook)."""
+    if not getattr(args, "uploads", None):
+        return None
+    from pathlib import Path
+
+    from .uploads import UploadConfig
+
+    factory = getattr(args, "make_variation_renderer", None)
+    if factory is None:
+        raise ValueError("--uploads: rendering variations needs the policy and the reward model; start the page with "
+                         "`beatedit feedback serve` (not `python -m beatedit.feedback`)")
+    if not (math.isfinite(args.max_upload_mb) and 0.01 <= args.max_upload_mb <= 16384):
+        raise ValueError(f"--max-upload-mb: must lie in [0.01, 16384], got {args.max_upload_mb}")
+    root = Path(args.uploads)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--uploads {root}: exists and is not a folder")
+    renderer, renderer_id = factory(args)
+    return UploadConfig(root, renderer, renderer_id=renderer_id, max_bytes=int(args.max_upload_mb * 2 ** 20))
 
 
 @_clean_errors
@@ -89,9 +111,10 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_feedback_cli(subparsers) -> argparse.ArgumentParser:
+def add_feedback_cli(subparsers, serve_hook: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
     """Register ``feedback {serve,export,demo}`` on an argparse subparsers object. Each leaf sets
-    ``args.func(args) -> int`` (exit code)."""
+    ``args.func(args) -> int`` (exit code). ``serve_hook(serve_parser)``: the app layer adds its options
+    there (the models behind ``--uploads``, ``app/cli.py``)."""
     fb = subparsers.add_parser("feedback", help="A/B listening page for human preferences, and their export")
     sub = fb.add_subparsers(dest="feedback_cmd", required=True)
 
@@ -107,7 +130,13 @@ def add_feedback_cli(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--hold", type=_seconds, default=DEFAULT_HOLD_S,
                    help="seconds an unvoted issue counts as a live rating for --max-votes-per-pair (default 900)")
     s.add_argument("--allow-remote-open", action="store_true", help="allow a non-loopback host without rater tokens (not recommended)")
+    s.add_argument("--uploads", default=None, metavar="DIR",
+                   help="let users upload their own songs, get variations and pick the best; uploads are stored in DIR "
+                        "(content-addressed); off when not given")
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, in MiB (with --uploads)")
     s.set_defaults(func=_serve)
+    if serve_hook is not None:
+        serve_hook(s)
 
     e = sub.add_parser("export", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="export votes to the preference table (merges idempotently)")
     e.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy URL of the vote store to export (must exist)")

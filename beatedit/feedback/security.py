@@ -178,7 +178,7 @@ def unsafe_char(text: str, allowed: str = "\n\t\r") -> str | None:
 
 
 _TOKEN_QUERY = re.compile(r"(?i)([?&](?:token|access_token)=)[^&#\s\"]*")
-_AUDIO_PATH = re.compile(r"(/api/audio/)[^/\s\"?#]+")
+_AUDIO_PATH = re.compile(r"(/api/(?:audio|variation)/)[^/\s\"?#]+")  # issue tokens and variation tokens
 
 
 def scrub_secrets(text: str) -> str:
