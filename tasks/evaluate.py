@@ -102,6 +102,10 @@ def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
     return done
 
 
+#: per-editor figures whose ``<name>_candidate`` equals the unprefixed ``<name>`` (kept) in eval.json
+CANDIDATE_DUPLICATES = ("listener_total", "judge_total", "within_one_beat")
+
+
 @task(name="evaluation-report")
 def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champion_version: str | None) -> dict:
     from prefect.artifacts import create_markdown_artifact
@@ -120,7 +124,8 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
                 "evaluated_against": champion_version,  # the champion at evaluation time (compare-and-set on promotion)
                 "evaluation_run_id": mlflow.active_run().info.run_id}
     atomic_write_text(paths.eval_decision, json.dumps(decision, indent=1) + "\n")
-    metrics = {k: v for k, v in summary.items()}
+    # the candidate's own figures are the unprefixed ones; its row of the per-editor table would repeat them
+    metrics = {k: v for k, v in summary.items() if not (k.endswith("_candidate") and k.removesuffix("_candidate") in CANDIDATE_DUPLICATES)}
     metrics["seam_discontinuity"] = 1.0 - summary["listener_seams"]  # 0 = seamless; from seams measured on the rendered audio
     metrics["candidate_version"] = cand["policy_version"]
     metrics["champion_version"] = champion_version
@@ -131,6 +136,7 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
                   if k.startswith("win_rate_vs_") and not k.endswith(("_ci_low", "_ci_high"))]).to_csv(index=False))
     mine = df[df.editor == "candidate"]
     atomic_write_text(plots / "actions.csv", pd.DataFrame([{"action": a, "share": float(mine[f"action_share_{a}"].mean())} for a in ACTION_NAMES]).to_csv(index=False))
+    tracking.log_plots(cfg, [plots / "win_rates.csv", plots / "actions.csv"])  # the figures dvc.yaml defines, as PNG
     lines = [f"| {k} | {v:.3f} |" for k, v in sorted(metrics.items()) if isinstance(v, float) and (k.startswith("win_rate") or k in (
         "listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar", "cuts_on_phrase", "seam_discontinuity"))]
     create_markdown_artifact(key="evaluation", markdown=(
