@@ -146,4 +146,5 @@ def stage_plots(p: StagePaths) -> dict[str, list[str]]:
     return {"corpus": [], "stems": [], "features": [str(p.plots("features") / "beat_grid.png")], "preferences": [],
             "reward": [str(p.plots("reward") / "history.csv")],
             "rlhf": [str(p.plots("rlhf") / "training.csv"), str(p.plots("rlhf") / "overoptimization.csv")],
-            "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv")]}
+            "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv"),
+                         str(p.plots("evaluate") / "editors.csv")]}

@@ -188,6 +188,16 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
     return info
 
 
+def rlhf_metrics(algorithm: str, result: dict, bc_metrics: dict, policy_version: str, other: dict | None = None) -> dict:
+    """metrics/rlhf.json: the primary algorithm's numeric training figures unprefixed, the BC reference's as
+    ``bc_*``, the compared algorithm's (``other``: ``dpo_*`` / ``ppo_*``) beside them; never the same figure twice."""
+    if other and any(k.startswith(f"{algorithm}_") for k in other):
+        raise ValueError(f"the compared figures carry the primary algorithm's prefix {algorithm}_: {sorted(other)[:3]}")
+    return {"algorithm": algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))},
+            "policy_version": policy_version, **(other or {})}
+
+
 @task(name="rlhf-report")
 def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict, registered: dict,
                      other: dict | None = None) -> dict:
@@ -214,9 +224,7 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
     else:
         atomic_write_text(plots / "overoptimization.csv", pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(index=False))
     tracking.log_plots(cfg, [plots / "training.csv", plots / "overoptimization.csv"])  # the figures dvc.yaml defines, as PNG
-    metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-               **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))},
-               "policy_version": registered["version"], **(other or {})}
+    metrics = rlhf_metrics(cfg.rlhf.algorithm, result, bc_metrics, registered["version"], other)
     tracking.log_metrics({"heldout": heldout})
     tracking.write_metrics(paths.metrics("rlhf"), metrics)
     tracking.describe_run("rlhf", metrics, extra=f"- **held-out check of the registered policy (listener win rates)**: "
