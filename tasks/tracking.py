@@ -273,6 +273,15 @@ def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
+def describe_pipeline(metrics: dict[str, dict[str, Any]]) -> None:
+    """The pipeline run's description: the headline table ``make pipeline`` ends with (every stage's file)."""
+    from beatedit.summary import headline_rows
+
+    rows = headline_rows(metrics)
+    if rows:
+        mlflow.set_tag(NOTE_TAG, "\n".join(f"- **{label}**: {text}" for label, text in rows))
+
+
 def describe_run(stem: str, metrics: dict[str, Any], extra: str = "") -> None:
     """Set the active run's description to the headline figures of one metrics file (if it has any) and ``extra``."""
     from beatedit.summary import headline_rows
