@@ -227,7 +227,7 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
     metrics = rlhf_metrics(cfg.rlhf.algorithm, result, bc_metrics, registered["version"], other)
     tracking.log_metrics({"heldout": heldout})
     tracking.write_metrics(paths.metrics("rlhf"), metrics)
-    tracking.describe_run("rlhf", metrics, extra=f"- **held-out check of the registered policy (listener win rates)**: "
+    tracking.describe_run("rlhf", metrics, extra=f"- **held-out check of the registered policy (test songs, listener)**: "
                           f"{figures_text(heldout, tuple(k for k in heldout if not k.endswith(('_ci_low', '_ci_high'))))}"
                           f"\n- registered `beatedit-policy` v{registered['version']} (alias challenger)")
     return metrics
