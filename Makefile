@@ -30,7 +30,7 @@ pipeline: venv  ## run the whole pipeline (dvc repro, stage by stage, under one 
 	$(BIN)/python -m flows.pipeline
 	@echo
 	@echo "Results:"
-	@echo "  metrics:  dvc metrics show   (files in metrics/), plots: dvc plots show (writes dvc_plots/index.html)"
+	@echo "  metrics:  dvc metrics show --md   (files in metrics/; dvc metrics diff: what changed), plots: dvc plots show (writes dvc_plots/index.html)"
 	@echo "  MLflow:   $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   then open http://127.0.0.1:5000"
 	@echo "  models:   registry names beatedit-reward / beatedit-policy, alias champion"
 

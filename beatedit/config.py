@@ -327,7 +327,7 @@ class DPOConfig:
 @dataclass(frozen=True)
 class RLHFConfig:
     algorithm: Literal["ppo", "dpo"] = "ppo"  # ppo: online RL on the learned reward; dpo: offline on the preference pairs
-    compare_algorithms: bool = True  # also train the other algorithm from the same reference and report both side by side (ppo_*/dpo_* in metrics/rlhf.json); only `algorithm`'s policy is registered
+    compare_algorithms: bool = True  # also train the other algorithm from the same reference and report it beside the primary (dpo_*/ppo_* in metrics/rlhf.json); only `algorithm`'s policy is registered
     out_dir: str = "artifacts/rlhf"  # the rlhf stage's output: policy.pt, reference.pt, registry.json
     runs_dir: str = "artifacts/rlhf_runs"  # resumable checkpoints, one folder per run key (not a DVC output: survives re-runs)
     # --- reward ------------------------------------------------------------------------------------------

@@ -142,8 +142,9 @@ def stage_metrics(p: StagePaths) -> dict[str, list[str]]:
 
 
 def stage_plots(p: StagePaths) -> dict[str, list[str]]:
-    """Each stage's DVC ``plots`` files."""
+    """Each stage's plot files: declared in dvc.yaml as ``outs`` with ``cache: false`` and drawn once by the top-level ``plots``."""
     return {"corpus": [], "stems": [], "features": [str(p.plots("features") / "beat_grid.png")], "preferences": [],
             "reward": [str(p.plots("reward") / "history.csv")],
             "rlhf": [str(p.plots("rlhf") / "training.csv"), str(p.plots("rlhf") / "overoptimization.csv")],
-            "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv")]}
+            "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv"),
+                         str(p.plots("evaluate") / "editors.csv")]}

@@ -8,6 +8,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# tick labels use a real minus sign (U+2212); the default font (DejaVu Sans, bundled) has it, so PNGs show no tofu
+matplotlib.rcParams.update({"axes.unicode_minus": True})
 
 from beatedit.audio.song import SongAnalysis  # noqa: E402
 
@@ -30,22 +34,41 @@ def beat_grid_figure(y: np.ndarray, sr: int, song: SongAnalysis, seconds: float 
     ax.set_ylim(-peak * 1.05, peak * 1.05)
     ax.set_xlim(0, end)
     ax.set_xlabel("time (s)")
+    ax.set_ylabel("amplitude")
     ax.set_title(f"{song.song_id}: {song.tempo:.1f} BPM, {song.meter}/4, {len(song.bar_starts)} bars, {len(song.phrase_starts)} phrases, {len(song.section_starts)} sections")
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     fig.tight_layout()
     return fig
 
 
-def curves_figure(history: list[dict], keys: list[str], title: str, x: str = "step") -> plt.Figure:
-    """Line plot of several metrics from a list of per-step dicts."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    xs = [h.get(x, i) for i, h in enumerate(history)]
-    for k in keys:
-        ys = [h.get(k, np.nan) for h in history]
-        ax.plot(xs, ys, label=k, marker="." if len(xs) < 50 else None)
-    ax.set_xlabel(x)
-    ax.set_title(title)
-    ax.legend()
+def definition_figure(definition: dict, tables: dict[str, pd.DataFrame]) -> plt.Figure:
+    """A DVC top-level plot definition (``template``, ``x``, ``y: {file: columns}``, ``title``, ``x_label``,
+    ``y_label``) drawn with matplotlib from ``tables`` (file -> its CSV), so MLflow shows the figure
+    ``dvc plots show`` draws: ``linear`` lines against x, ``scatter`` points (no joining in time order),
+    ``bar_horizontal[_sorted]`` one bar per category (``y`` names the category column)."""
+    template = definition.get("template", "linear")
+    x = definition["x"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for file, columns in definition["y"].items():
+        df = tables[file]
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        if template.startswith("bar_horizontal"):
+            bars = df.sort_values(x) if template.endswith("_sorted") else df.iloc[::-1]
+            for column in columns:
+                ax.barh(bars[column].astype(str), bars[x].astype(float), color="tab:blue")
+            continue
+        for column in columns:
+            data = df[[x, column]].dropna()
+            if template.startswith("scatter"):
+                ax.scatter(data[x], data[column], s=14, label=column)
+            else:
+                data = data.sort_values(x)
+                ax.plot(data[x], data[column], label=column, marker="." if len(data) < 50 else None)
+        if len(columns) > 1:
+            ax.legend()
+    ax.set_xlabel(definition.get("x_label", x))
+    ax.set_ylabel(definition.get("y_label", ""))
+    ax.set_title(definition.get("title", ""), fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -1,7 +1,7 @@
 """The headline figures of a pipeline run, as a short table to end ``make pipeline`` with.
 
-One line per figure a reader looks for first (front end accuracy, preference data, the reward gate, the
-policy against the strong baselines under both judges, the length, the promotion decision), read from the
+One line per figure a reader looks for first (corpus size, front end accuracy, preference data, the reward gate, the
+policy's training, the policy against the strong baselines under both judges, the length, the promotion decision), read from the
 stages' metrics files; a figure a stage did not write is left out, never invented.
 """
 
@@ -11,17 +11,21 @@ from typing import Any
 
 #: (metrics file stem, key, label)
 HEADLINES: tuple[tuple[str, str, str], ...] = (
+    ("corpus", "songs", "songs in the corpus"),
+    ("stems", "songs", "songs separated into stems"),
     ("features", "beat_f_measure", "beat F-measure (generated corpus)"),
     ("features", "downbeat_f_measure", "downbeat F-measure (generated corpus)"),
     ("preferences", "n_pairs", "preference pairs"),
     ("reward", "val_to_ceiling", "reward model: validation accuracy / noise ceiling"),
     ("reward", "ece", "reward model: calibration error"),
+    ("rlhf", "best_gold", "policy: best validation gold (listener) during training"),
+    ("rlhf", "final_kl", "policy: KL to the behaviour-cloned reference"),
     ("eval", "win_rate_vs_search", "policy vs search editor (listener)"),
     ("eval", "win_rate_vs_fade", "policy vs radio fade (listener)"),
     ("eval", "win_rate_vs_heuristic", "policy vs heuristic (listener)"),
     ("eval", "judge_win_rate_vs_search", "policy vs search editor (independent judge)"),
     ("eval", "search_win_rate_vs_fade", "search editor vs radio fade (listener)"),
-    ("eval", "within_one_beat_candidate", "policy edits within one beat of the target"),
+    ("eval", "within_one_beat", "policy edits within one beat of the target"),
     ("eval", "exact_within_1ms", "--exact within 1 ms"),
     ("eval", "promoted", "promoted to champion"),
     ("eval", "promotion_reason", "promotion decision"),
@@ -52,3 +56,17 @@ def headline_table(metrics: dict[str, dict[str, Any]]) -> str:
     rows = headline_rows(metrics)
     width = max((len(label) for label, _ in rows), default=0)
     return "\n".join(f"  {label:<{width}}  {text}" for label, text in rows)
+
+
+def figures_text(figures: dict[str, Any], keys: tuple[str, ...] | None = None) -> str:
+    """``key value, key value`` for the numeric / text figures present (a model version's or run's description)."""
+    out = []
+    for key in keys or tuple(figures):
+        value = figures.get(key)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, float):
+            out.append(f"{key} {value:.3f}")
+        elif isinstance(value, (int, str)):
+            out.append(f"{key} {value}")
+    return ", ".join(out)

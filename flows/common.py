@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from beatedit.config import Config, ConfigError, load_config  # noqa: E402
 from flows.errors import StageFailed, TooManyQuarantined  # noqa: E402
 from tasks import tracking  # noqa: E402
-from tasks.resilience import per_song, settle  # noqa: E402
+from tasks.resilience import settle  # noqa: E402
 from tasks.tracking import TrackingServerUnreachable, check_tracking_server, tracking_uri  # noqa: E402
 
 PARAMS_ENV = "BEATEDIT_PARAMS"
@@ -82,7 +82,7 @@ def per_song_stage(stage: str, params: str, overrides: list[str], files: Callabl
     cfg = load_stage_config(params, overrides)
     with tracking.stage_run(stage, cfg, overrides, tags=tags(cfg) if tags else None):
         items = files(cfg)
-        futures = per_song(song_task, cfg).map(items, cfg=cfg)
+        futures = song_task.map(items, cfg=cfg)
         metrics = report(settle(futures, items, stage), cfg)
     quarantine_gate(stage, {"songs": metrics[songs_key], "quarantined": metrics["quarantined"]}, cfg)
     return metrics

@@ -86,6 +86,7 @@ def pipeline(params: str = "params.yaml", stages: list[str] | None = None, force
         mlflow.set_tag("dvc_lock_hash", tracking.dvc_lock_hash())
         metrics = {p.stem: json.loads(p.read_text()) for p in sorted(StagePaths.from_config(cfg).metrics_dir.glob("*.json"))}
         tracking.log_metrics(metrics)
+        tracking.describe_pipeline(metrics)
         mlflow.log_dict({"stages": outcome, "metrics": metrics}, "pipeline_summary.json")
     rows = "\n".join(f"| {k} | {v} |" for k, v in outcome.items())
     create_markdown_artifact(key="pipeline-summary", markdown=f"# beatedit pipeline\n\nMLflow run `{run.info.run_id}`: {tracking.run_link(run.info.run_id, run.info.experiment_id)}\n\n| stage | outcome |\n|---|---|\n{rows}\n")

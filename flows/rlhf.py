@@ -49,7 +49,7 @@ def rlhf(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = (
             other_result = trainers[second](cfg, other_policy, reference, split["train"], split["validation"], device)
             other = training_figures(second, other_result) | heldout_task(cfg, other_policy, reference, split["test"], second,
                                                                           primary=False)
-        registered = save_policy_task(cfg, policy, result, params)
+        registered = save_policy_task(cfg, policy, result, params, heldout, split)
         return rlhf_report_task(cfg, result, bc_metrics, heldout, registered, other)
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from beatedit.progress import progress_bar
 from beatedit.config import Config, EnvConfig
 from beatedit.editing.editors import heuristic_decisions
 from beatedit.audio.song import SongAnalysis
@@ -173,7 +173,7 @@ def train_bc(policy: ActorCritic, songs_train: Sequence[SongAnalysis], cfg: Conf
     steps_per_epoch = max(1, -(-n // bc.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=bc.lr, total_steps=bc.epochs * steps_per_epoch, pct_start=0.1)
     history = []
-    bar = tqdm(range(bc.epochs), desc="bc", disable=not progress)
+    bar = progress_bar(range(bc.epochs), desc="bc", disable=not progress)
     for epoch in bar:
         perm = rng.permutation(n)
         tot, cnt = 0.0, 0

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from beatedit.progress import progress_bar
 from beatedit.config import Config, EnvConfig
 from beatedit.editing.env import VecBeatEditEnv
 from beatedit.editing.program import build_edit
@@ -239,7 +239,7 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
 
     monitor(0)
     steps_per_epoch = -(-len(train) // dc.batch_size)
-    bar = tqdm(total=dc.epochs * steps_per_epoch, desc="dpo", disable=not progress)
+    bar = progress_bar(total=dc.epochs * steps_per_epoch, desc="dpo", disable=not progress)
     last_ckpt = None
     for epoch in range(1, dc.epochs + 1):
         perm = rng.permutation(len(train))

@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from beatedit.progress import progress_bar
 from beatedit.audio.song import SongAnalysis
 from beatedit.config import Config
 from beatedit.editing.env import VecBeatEditEnv
@@ -219,7 +219,7 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         monitor(0, global_step, kl_coef)  # the reference's own point: KL 0
 
     last_update = num_updates if max_updates is None else min(num_updates, max_updates)
-    bar = tqdm(range(start_update, last_update + 1), desc="ppo", disable=not progress, initial=start_update - 1,
+    bar = progress_bar(range(start_update, last_update + 1), desc="ppo", disable=not progress, initial=start_update - 1,
                total=last_update)
     t_loop = time.time()
     steps_this_run = 0

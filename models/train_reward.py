@@ -11,7 +11,7 @@
     scores near 0 without bounding them. Trained on ``split == "train"`` pairs that touch no
     held-out (OOD) edit kind. AdamW (no decay on biases, norms, embeddings), linear warm-up
     then cosine decay, gradient accumulation, gradient clipping, optional bf16 autocast
-    (CUDA), seeded, a tqdm bar, early stopping on validation accuracy with the best epoch
+    (CUDA), seeded, a progress bar (beatedit.progress), early stopping on validation accuracy with the best epoch
     restored. ``history`` is one dict per epoch (``train_loss``, ``train_accuracy``,
     ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``); ``log(metrics, step)`` is called
     with the same dict after every epoch (the caller forwards it to MLflow). After the best epoch
@@ -62,8 +62,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from beatedit.progress import progress_bar
 from beatedit.config import Config, RewardConfig
 from beatedit.audio.song import SongAnalysis
 from beatedit.editing.actions import COPIES_PER_ACTION
@@ -211,7 +211,7 @@ def train_reward_model(pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis], c
 
     history: list[dict] = []
     best_acc, best_loss, best_state, best_epoch, stale = -1.0, math.inf, None, -1, 0
-    bar = tqdm(total=rc.epochs * n_micro, desc="reward model", unit="batch", disable=not progress, leave=False)
+    bar = progress_bar(total=rc.epochs * n_micro, desc="reward model", unit="batch", disable=not progress, leave=False)
     for epoch in range(rc.epochs):
         t0 = time.time()
         model.train()

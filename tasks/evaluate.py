@@ -102,6 +102,22 @@ def render_examples_task(cfg: Config, df: pd.DataFrame) -> list[str]:
     return done
 
 
+#: per-editor figures (``<figure>_<editor>``): a table, written to plots/eval/editors.csv instead of eval.json
+#: (the candidate's own are eval.json's unprefixed ``listener_total``, ``judge_total``, ``within_one_beat``, ...)
+EDITOR_FIGURES = ("listener_total", "judge_total", "duration_error_seconds_mean", "duration_error_seconds_p95", "within_one_beat")
+KEEP_IN_METRICS = ("duration_error_seconds_p95_candidate",)  # the candidate's p95 length error has no unprefixed twin
+
+
+def split_editor_figures(summary: dict, editors: list[str]) -> tuple[dict, pd.DataFrame]:
+    """eval.json's figures without the per-editor table and the action shares (plots/eval/actions.csv draws
+    those), and the per-editor table (one row per editor) -- so ``dvc metrics show`` stays readable and no
+    figure is written twice."""
+    table = pd.DataFrame([{"editor": e, **{f: summary[f"{f}_{e}"] for f in EDITOR_FIGURES if f"{f}_{e}" in summary}} for e in editors])
+    per_editor = {f"{f}_{e}" for f in EDITOR_FIGURES for e in editors} - set(KEEP_IN_METRICS)
+    metrics = {k: v for k, v in summary.items() if k not in per_editor and not k.startswith("action_share_")}
+    return metrics, table
+
+
 @task(name="evaluation-report")
 def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champion_version: str | None) -> dict:
     from prefect.artifacts import create_markdown_artifact
@@ -120,7 +136,7 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
                 "evaluated_against": champion_version,  # the champion at evaluation time (compare-and-set on promotion)
                 "evaluation_run_id": mlflow.active_run().info.run_id}
     atomic_write_text(paths.eval_decision, json.dumps(decision, indent=1) + "\n")
-    metrics = {k: v for k, v in summary.items()}
+    metrics, editors = split_editor_figures(summary, sorted(set(df.editor)))
     metrics["seam_discontinuity"] = 1.0 - summary["listener_seams"]  # 0 = seamless; from seams measured on the rendered audio
     metrics["candidate_version"] = cand["policy_version"]
     metrics["champion_version"] = champion_version
@@ -130,7 +146,9 @@ def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champi
     atomic_write_text(plots / "win_rates.csv", pd.DataFrame([{"opponent": k.removeprefix("win_rate_vs_"), "win_rate": v} for k, v in summary.items()
                   if k.startswith("win_rate_vs_") and not k.endswith(("_ci_low", "_ci_high"))]).to_csv(index=False))
     mine = df[df.editor == "candidate"]
+    atomic_write_text(plots / "editors.csv", editors.to_csv(index=False))
     atomic_write_text(plots / "actions.csv", pd.DataFrame([{"action": a, "share": float(mine[f"action_share_{a}"].mean())} for a in ACTION_NAMES]).to_csv(index=False))
+    tracking.log_plots(cfg, [plots / "win_rates.csv", plots / "actions.csv", plots / "editors.csv"])  # the figures dvc.yaml defines, as PNG
     lines = [f"| {k} | {v:.3f} |" for k, v in sorted(metrics.items()) if isinstance(v, float) and (k.startswith("win_rate") or k in (
         "listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar", "cuts_on_phrase", "seam_discontinuity"))]
     create_markdown_artifact(key="evaluation", markdown=(

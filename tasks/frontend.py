@@ -18,7 +18,7 @@ from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.audio.song import SongAnalysis
 from beatedit.audio.stems import StemCache
 from tasks import tracking
-from tasks.resilience import IO_RETRY
+from tasks.resilience import IO_RETRY, SongTimeout, song_deadline
 
 
 def song_files(cfg: Config) -> list[Path]:
@@ -33,7 +33,7 @@ def truth_path(cfg: Config, song_id: str) -> Path | None:
 
 
 def _quarantine(path: Path, exc: Exception, stage: str) -> dict:
-    reason = exc.reason if isinstance(exc, AudioError) else "error"
+    reason = exc.reason if isinstance(exc, (AudioError, SongTimeout)) else "error"
     return {"song_id": path.stem, "path": str(path), "quarantine": QuarantineEntry(str(path), reason, str(exc), stage)}
 
 
@@ -42,16 +42,17 @@ def separate_song_task(path: Path, cfg: Config) -> dict:
     """Stems for one song from the content-addressed cache (computed on a miss) + SDR against truth."""
     start = time.perf_counter()
     try:
-        cache = StemCache(Path(cfg.stems.cache_dir))
-        stems, hit = cache.get_or_compute(path, cfg.stems, cfg.audio.analysis_sr)
-        out = {"song_id": path.stem, "path": str(path), "cache_hit": hit, "seconds": time.perf_counter() - start}
-        truth = truth_path(cfg, path.stem)
-        if truth is not None:
-            from beatedit.audio.truth import corpus_stem_sdr
+        with song_deadline(cfg):
+            cache = StemCache(Path(cfg.stems.cache_dir))
+            stems, hit = cache.get_or_compute(path, cfg.stems, cfg.audio.analysis_sr)
+            out = {"song_id": path.stem, "path": str(path), "cache_hit": hit, "seconds": time.perf_counter() - start}
+            truth = truth_path(cfg, path.stem)
+            if truth is not None:
+                from beatedit.audio.truth import corpus_stem_sdr
 
-            out["sdr"] = corpus_stem_sdr(stems, StagePaths.from_config(cfg).corpus_stems / path.stem, cfg.audio.analysis_sr)
-        out["audio_seconds"] = len(next(iter(stems.values()))) / cfg.audio.analysis_sr
-        return out
+                out["sdr"] = corpus_stem_sdr(stems, StagePaths.from_config(cfg).corpus_stems / path.stem, cfg.audio.analysis_sr)
+            out["audio_seconds"] = len(next(iter(stems.values()))) / cfg.audio.analysis_sr
+            return out
     except Exception as exc:  # one bad song never stops the others
         get_run_logger().warning("quarantined %s: %s", path, exc)
         return _quarantine(path, exc, "stems")
@@ -64,18 +65,19 @@ def analyse_song_task(path: Path, cfg: Config) -> dict:
 
     start = time.perf_counter()
     try:
-        song = analyse_song(path, cfg, StemCache(Path(cfg.stems.cache_dir)))
-        song.save(StagePaths.from_config(cfg).feature_file(song.song_id))
-        row = {"song_id": song.song_id, "path": str(path), "n_beats": song.n_beats, "tempo": song.tempo, "meter": song.meter,
-               "duration": song.duration, "n_bars": len(song.bar_starts), "n_phrases": len(song.phrase_starts),
-               "n_sections": len(song.section_starts), "source_hash": song.source_hash, "schema_version": song.schema_version,
-               "stems_backend": song.stems_backend, "seconds": time.perf_counter() - start}
-        truth = truth_path(cfg, song.song_id)
-        if truth is not None:
-            from beatedit.audio.truth import song_beat_metrics
+        with song_deadline(cfg):
+            song = analyse_song(path, cfg, StemCache(Path(cfg.stems.cache_dir)))
+            song.save(StagePaths.from_config(cfg).feature_file(song.song_id))
+            row = {"song_id": song.song_id, "path": str(path), "n_beats": song.n_beats, "tempo": song.tempo, "meter": song.meter,
+                   "duration": song.duration, "n_bars": len(song.bar_starts), "n_phrases": len(song.phrase_starts),
+                   "n_sections": len(song.section_starts), "source_hash": song.source_hash, "schema_version": song.schema_version,
+                   "stems_backend": song.stems_backend, "seconds": time.perf_counter() - start}
+            truth = truth_path(cfg, song.song_id)
+            if truth is not None:
+                from beatedit.audio.truth import song_beat_metrics
 
-            row.update(song_beat_metrics(song, json.loads(truth.read_text())))
-        return row
+                row.update(song_beat_metrics(song, json.loads(truth.read_text())))
+            return row
     except Exception as exc:
         get_run_logger().warning("quarantined %s: %s", path, exc)
         return _quarantine(path, exc, "features")

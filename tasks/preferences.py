@@ -15,7 +15,7 @@ from beatedit.paths import StagePaths
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.audio.song import SongAnalysis
 from tasks import tracking
-from tasks.resilience import IO_RETRY, SONG_PAIRS_CACHE
+from tasks.resilience import IO_RETRY, SONG_PAIRS_CACHE, song_deadline
 
 
 def feature_files(cfg: Config) -> list[Path]:
@@ -32,10 +32,11 @@ def song_pairs_task(path: Path, cfg: Config) -> dict:
 
     start = time.perf_counter()
     try:
-        song = SongAnalysis.load(path)
-        audio = load_mono(song.source_path, cfg.audio.analysis_sr)
-        rows = song_pairs(song, audio, cfg.audio.analysis_sr, cfg)
-        return {"song_id": song.song_id, "rows": rows, "seconds": time.perf_counter() - start}
+        with song_deadline(cfg):
+            song = SongAnalysis.load(path)
+            audio = load_mono(song.source_path, cfg.audio.analysis_sr)
+            rows = song_pairs(song, audio, cfg.audio.analysis_sr, cfg)
+            return {"song_id": song.song_id, "rows": rows, "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad song never stops the others
         get_run_logger().warning("quarantined %s: %s", path, exc)
         return {"song_id": path.stem, "quarantine": QuarantineEntry(str(path), getattr(exc, "reason", "error"), str(exc), "preferences")}

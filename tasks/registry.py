@@ -64,17 +64,38 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
-def register(model_uri: str, model_name: str, tags: dict[str, str] | None = None, aliases: tuple[str, ...] = ()) -> str:
+#: what each registered model is, shown on its page in the MLflow UI (a version's description says what it was trained on)
+MODEL_DESCRIPTIONS = {
+    REWARD_MODEL: ("beatedit reward model: a transformer that scores a whole edit of a song (beat features + the edit's "
+                   "actions + the target length) as a listener would; trained on pairwise preferences between edits of the "
+                   "same song. pyfunc input: features [n_beats][125], actions [n_beats], optional target_ratio; output: one score per row."),
+    POLICY_MODEL: ("beatedit policy: walks a song beat by beat choosing keep / cut / loop / fade / end to reach a target length; "
+                   "behaviour-cloned, then trained with PPO (or DPO) against the reward model plus a dense musical reward. "
+                   "pyfunc input: target and analysis_path (features .npz) or audio_path; output: an EDL per row. "
+                   "Alias `champion` is production."),
+}
+
+
+def register(model_uri: str, model_name: str, tags: dict[str, str] | None = None, aliases: tuple[str, ...] = (),
+             description: str | None = None) -> str:
     """Register a logged model (``ModelInfo.model_uri``, e.g. ``models:/m-...``) as a new version; returns the version.
 
     MLflow 3 keeps a logged model's files under its own ``models:/m-...`` location, so the
     version must point there (a ``runs:/<run>/<name>`` source would resolve to nothing).
+    ``description``: the version's (what it was trained on, its headline figures); the registered
+    model's own description (``MODEL_DESCRIPTIONS``) is set when missing or out of date.
     """
     import mlflow
 
     mv = mlflow.register_model(model_uri, model_name, tags=tags or {})
+    c = client()
+    if description:
+        c.update_model_version(model_name, mv.version, description=description)
+    about = MODEL_DESCRIPTIONS.get(model_name)
+    if about and c.get_registered_model(model_name).description != about:
+        c.update_registered_model(model_name, description=about)
     for alias in aliases:
-        client().set_registered_model_alias(model_name, alias, mv.version)
+        c.set_registered_model_alias(model_name, alias, mv.version)
     return str(mv.version)
 
 

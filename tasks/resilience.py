@@ -10,7 +10,8 @@
   song's simulated pairs and only merges again. The code part is the preferences stage's
   import closure (what dvc.yaml lists) without comments or docstrings, so a comment-only
   edit, which DVC re-runs the stage for, re-uses the cached pairs instead of relabelling.
-* ``per_song(task, cfg)``: the task with ``timeout_seconds = orchestration.song_timeout_s``;
+* ``song_deadline(cfg)``: ``orchestration.song_timeout_s`` around one song's work inside the per-song
+  tasks (a ``SongTimeout`` quarantines the song, reason "timeout");
   ``settle(futures, items, stage)`` collects mapped results, turning a failed or timed-out
   song into a quarantine record instead of failing the flow.
 """
@@ -22,8 +23,9 @@ import hashlib
 import json
 import logging
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from prefect.tasks import exponential_backoff
 
@@ -128,33 +130,26 @@ SONG_PAIRS_CACHE: dict[str, Any] = {
 
 
 # ----------------------------------------------------------------------------- per-song timeouts
-class _WorkerThreadTimeoutNote(logging.Filter):
-    """Prefect warns on every timed task run in a worker thread that blocking calls are only interrupted
-    when they return; our per-song work is Python + numpy, so the timeout does fire -- say it once."""
+class SongTimeout(TimeoutError):
+    """One song's work ran past ``orchestration.song_timeout_s``; its song is quarantined (reason "timeout")."""
 
-    seen = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "running in a worker thread" in record.getMessage():
-            if _WorkerThreadTimeoutNote.seen:
-                return False
-            _WorkerThreadTimeoutNote.seen = True
-        return True
+    reason = "timeout"
 
 
-def _install_filter() -> None:
-    for name in ("prefect.task_runs", "prefect.task_engine"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _WorkerThreadTimeoutNote) for f in logger.filters):
-            logger.addFilter(_WorkerThreadTimeoutNote())
+@contextmanager
+def song_deadline(cfg: Config) -> Iterator[None]:
+    """``orchestration.song_timeout_s`` around one song's work: raises ``SongTimeout`` when it runs over.
 
+    The per-song tasks run in worker threads (thread pool or Dask), where no timeout can interrupt a
+    blocking call: the exception is raised into the thread and takes effect when the current call
+    returns. The per-song work is Python + numpy in short calls, so it fires. This is the mechanism
+    Prefect's ``timeout_seconds`` uses (``prefect.utilities.timeout``), applied here rather than as a task
+    option, because Prefect warns about exactly this on every timed task run in a thread -- once per
+    per-song stage, with nothing a user could do about it."""
+    from prefect.utilities.timeout import timeout
 
-_install_filter()
-
-
-def per_song(task_obj: Any, cfg: Config) -> Any:
-    """The per-song task with the configured timeout (orchestration.song_timeout_s)."""
-    return task_obj.with_options(timeout_seconds=cfg.orchestration.song_timeout_s)
+    with timeout(seconds=cfg.orchestration.song_timeout_s, timeout_exc_type=SongTimeout):
+        yield
 
 
 def settle(futures: Iterable[Any], items: Iterable[Any], stage: str) -> list[dict]:

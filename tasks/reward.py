@@ -79,6 +79,19 @@ def champion_accuracy_task(cfg: Config, pairs: pd.DataFrame, songs: dict[str, So
     return float(validate_reward_model(model, pairs, songs, cfg)["val_accuracy"])
 
 
+def reward_version_description(cfg: Config, metrics: dict, gate_passed: bool, run_id: str) -> str:
+    """What this reward model version was trained on and how it validated (the registry's version description)."""
+    from beatedit.summary import figures_text
+    from models.checkpoint import dvc_lock_hash
+
+    paths = StagePaths.from_config(cfg)
+    split = pd.read_parquet(paths.pairs_table, columns=["split"])["split"].value_counts()
+    return (f"Trained on {int(split.get('train', 0))} preference pairs (`{paths.pairs_table}`, split by song; dvc.lock "
+            f"{dvc_lock_hash()}), validated on {int(split.get('validation', 0))}. "
+            f"Validation: {figures_text(metrics, ('val_accuracy', 'noise_ceiling', 'val_to_ceiling', 'ece', 'ood_accuracy', 'spearman_gold'))}. "
+            f"Gate {'passed' if gate_passed else 'FAILED'}. MLflow run {run_id}.")
+
+
 @task(name="save-and-register-reward-model")
 def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passed: bool, champion_acc: float | None) -> dict:
     import mlflow
@@ -94,7 +107,8 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
     become_champion = gate_passed and (champion_acc is None or metrics["val_accuracy"] >= champion_acc)
     aliases = (registry.CHALLENGER,) + ((registry.CHAMPION,) if become_champion else ())
     version = registry.register(model_uri, registry.REWARD_MODEL, aliases=aliases,
-                                tags={"gate_passed": str(gate_passed), "val_accuracy": f"{metrics['val_accuracy']:.4f}"})
+                                tags={"gate_passed": str(gate_passed), "val_accuracy": f"{metrics['val_accuracy']:.4f}"},
+                                description=reward_version_description(cfg, metrics, gate_passed, run_id))
     why = ("passed the gate" + ("" if champion_acc is None else f" and matches/beats the champion ({metrics['val_accuracy']:.3f} >= {champion_acc:.3f})")
            if become_champion else ("failed the gate" if not gate_passed else f"below the champion's accuracy {champion_acc:.3f}"))
     get_run_logger().info("registered %s version %s with aliases %s (%s)", registry.REWARD_MODEL, version, aliases, why)
@@ -105,18 +119,12 @@ def save_and_register_task(cfg: Config, model: object, metrics: dict, gate_passe
 
 @task(name="reward-report")
 def reward_report_task(cfg: Config, metrics: dict, history: list[dict], failures: list[str], registered: dict | None) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from beatedit.plots import curves_figure
-
     paths = StagePaths.from_config(cfg)
     plots = paths.plots("reward")
     plots.mkdir(parents=True, exist_ok=True)
     if history:
         atomic_write_text(plots / "history.csv", pd.DataFrame(history).to_csv(index=False))
-        fig = curves_figure(history, ["train_loss", "val_loss", "train_accuracy", "val_accuracy"], "reward model training", x="epoch")
-        tracking.log_figure(fig, "plots/reward_curves.png")
+        tracking.log_plots(cfg, [plots / "history.csv"])  # the figures dvc.yaml defines, as PNG
     else:
         atomic_write_text(plots / "history.csv", pd.DataFrame([{"epoch": 0, **{k: metrics.get(k) for k in ("val_accuracy",)}}]).to_csv(index=False))
     out = {**metrics, "gate_passed": not failures, "gate_failures": failures, "epochs": len(history)}

@@ -13,6 +13,7 @@ from beatedit.atomic import atomic_write_text
 from beatedit.config import Config, config_to_dict, render_params_yaml
 from beatedit.devtools.import_graph import stage_code_fingerprint
 from beatedit.paths import StagePaths
+from beatedit.summary import figures_text
 from beatedit.audio.song import SongAnalysis
 from tasks import registry, tracking
 from tasks.reward import load_songs
@@ -25,11 +26,17 @@ def songs_by_split(cfg: Config) -> dict[str, list[SongAnalysis]]:
     return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in ("train", "validation", "test")}
 
 
+def prefixed(prefix: str, key: str) -> str:
+    """``prefix/key`` once: the trainers already name some keys ``bc/loss`` or ``dpo/accuracy``."""
+    key = key.lstrip("/")
+    return key if key.startswith(prefix + "/") else f"{prefix}/{key}"
+
+
 def mlflow_logger(prefix: str):
     import mlflow
 
     def log(metrics: dict, step: int) -> None:
-        clean = {f"{prefix}/{k}".replace("//", "/"): float(v) for k, v in metrics.items()
+        clean = {prefixed(prefix, k): float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
         mlflow.log_metrics(clean, step=int(step))
 
@@ -113,7 +120,7 @@ def dpo_task(cfg: Config, policy: object, reference: object, train: list[SongAna
 @task(name="held-out-check")
 def heldout_task(cfg: Config, policy: object, reference: object, test: list[SongAnalysis], algorithm: str,
                  primary: bool = True) -> dict:
-    """Held-out figures prefixed with the algorithm (``ppo_*`` / ``dpo_*``); the primary algorithm's also unprefixed."""
+    """Held-out figures: the primary algorithm's unprefixed, the compared one's prefixed with its name (``dpo_*`` / ``ppo_*``)."""
     from models.heldout import compare_editors
     from models.reward_model import load_reward_model
 
@@ -121,8 +128,7 @@ def heldout_task(cfg: Config, policy: object, reference: object, test: list[Song
     _, summary = compare_editors(test, cfg, policy, reference, reward_model, normalizer, seed=cfg.evaluate.seed,
                                  n_boot=cfg.evaluate.n_bootstrap)
     keys = [k for k in summary if k.startswith("win_rate_vs_")] + ["listener_total", "learned_reward", "duration_within_5pct", "cuts_on_bar"]
-    out = {f"{algorithm}_{k}": summary[k] for k in keys if k in summary}
-    return out | ({k: summary[k] for k in keys if k in summary} if primary else {})
+    return {(k if primary else f"{algorithm}_{k}"): summary[k] for k in keys if k in summary}
 
 
 def training_figures(algorithm: str, result: dict) -> dict:
@@ -141,8 +147,19 @@ def fresh_policy(reference: object) -> object:
     return policy
 
 
+def policy_version_description(cfg: Config, result: dict, heldout: dict, reward_version: object, n_train: int, n_test: int) -> str:
+    """What this policy version was trained on and how it did (the registry's version description)."""
+    return (f"{cfg.rlhf.algorithm.upper()} from a behaviour-cloned reference on {n_train} training songs, against "
+            f"`beatedit-reward` v{reward_version}. Training: {figures_text(result, ('best_gold', 'best_update', 'final_kl', 'updates'))}. "
+            f"Held out ({n_test} test songs, listener win rates): "
+            f"{figures_text(heldout, ('win_rate_vs_search', 'win_rate_vs_fade', 'win_rate_vs_heuristic', 'win_rate_vs_random'))}. "
+            "The evaluate stage decides promotion.")
+
+
 @task(name="save-and-register-policy")
-def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str) -> dict:
+def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str, heldout: dict | None = None,
+                     split: dict[str, list[SongAnalysis]] | None = None) -> dict:
+    """Save, log (pyfunc; a test song's features as the input example) and register the policy as challenger."""
     import mlflow
     import tempfile
 
@@ -150,28 +167,46 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
     from tasks.mlflow_models import log_policy_model
 
     paths = StagePaths.from_config(cfg)
+    split = split or {}
+    n_train, test = len(split.get("train", [])), split.get("test", [])
+    example_features = str(paths.feature_file(test[0].song_id)) if test else None
     out = paths.policy_checkpoint
     save_policy(out, policy, extra={"algorithm": cfg.rlhf.algorithm, "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str))}})
     with tempfile.TemporaryDirectory() as tmp:
         effective = Path(tmp) / "params.yaml"
         atomic_write_text(effective, render_params_yaml(cfg) + "\n")
-        model_uri = log_policy_model(out, effective)
+        model_uri = log_policy_model(out, effective, example_features=example_features)
     reward_info = json.loads(paths.reward_registry.read_text()) if paths.reward_registry.exists() else {}
     run_id = mlflow.active_run().info.run_id
     version = registry.register(model_uri, registry.POLICY_MODEL, aliases=(registry.CHALLENGER,),
-                                tags={"algorithm": cfg.rlhf.algorithm, "reward_version": str(reward_info.get("version", ""))})
+                                tags={"algorithm": cfg.rlhf.algorithm, "reward_version": str(reward_info.get("version", ""))},
+                                description=policy_version_description(cfg, result, heldout or {}, reward_info.get("version"), n_train, len(test))
+                                + f" MLflow run {run_id}.")
     info = {"version": version, "run_id": run_id, "reward_version": reward_info.get("version")}
     atomic_write_text(paths.policy_registry, json.dumps(info, indent=1) + "\n")
     get_run_logger().info("registered %s version %s (alias challenger)", registry.POLICY_MODEL, version)
     return info
 
 
+def rlhf_metrics(algorithm: str, result: dict, bc_metrics: dict, policy_version: str, other: dict | None = None) -> dict:
+    """metrics/rlhf.json: the primary algorithm's numeric training figures unprefixed, the BC reference's as
+    ``bc_*``, the compared algorithm's (``other``: ``dpo_*`` / ``ppo_*``) beside them; never the same figure twice."""
+    if other and any(k.startswith(f"{algorithm}_") for k in other):
+        raise ValueError(f"the compared figures carry the primary algorithm's prefix {algorithm}_: {sorted(other)[:3]}")
+    return {"algorithm": algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))},
+            "policy_version": policy_version, **(other or {})}
+
+
 @task(name="rlhf-report")
 def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict, registered: dict,
                      other: dict | None = None) -> dict:
-    """metrics/rlhf.json and the DVC plots; ``other``: the compared algorithm's figures (prefixed keys)."""
-    from beatedit.plots import curves_figure
+    """metrics/rlhf.json and the DVC plots; ``other``: the compared algorithm's figures (prefixed keys).
 
+    The registered policy's held-out figures go to the MLflow run (``heldout.*``) but not into rlhf.json:
+    the evaluate stage reports the same policy on the same test songs in eval.json, and a metrics file
+    that repeats another only widens ``dvc metrics show``. The primary algorithm's training figures are
+    unprefixed (``algorithm`` names it), the compared one's prefixed, never both for one algorithm."""
     paths = StagePaths.from_config(cfg)
     plots = paths.plots("rlhf")
     plots.mkdir(parents=True, exist_ok=True)
@@ -186,13 +221,13 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
     if len(mon):
         mon = mon.rename(columns={"kl": "kl_to_reference", "proxy": "proxy_learned", "gold": "gold_listener"})
         atomic_write_text(plots / "overoptimization.csv", mon.to_csv(index=False))
-        fig = curves_figure(mon.to_dict("records"), ["proxy_learned", "gold_listener", "kl_to_reference"], "over-optimisation monitor (validation songs)", x="kl_to_reference")
-        tracking.log_figure(fig, "plots/overoptimization.png")
     else:
         atomic_write_text(plots / "overoptimization.csv", pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(index=False))
-    metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-               **training_figures(cfg.rlhf.algorithm, result),
-               **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,
-               "policy_version": registered["version"], **(other or {})}
+    tracking.log_plots(cfg, [plots / "training.csv", plots / "overoptimization.csv"])  # the figures dvc.yaml defines, as PNG
+    metrics = rlhf_metrics(cfg.rlhf.algorithm, result, bc_metrics, registered["version"], other)
+    tracking.log_metrics({"heldout": heldout})
     tracking.write_metrics(paths.metrics("rlhf"), metrics)
+    tracking.describe_run("rlhf", metrics, extra=f"- **held-out check of the registered policy (test songs, listener)**: "
+                          f"{figures_text(heldout, tuple(k for k in heldout if not k.endswith(('_ci_low', '_ci_high'))))}"
+                          f"\n- registered `beatedit-policy` v{registered['version']} (alias challenger)")
     return metrics

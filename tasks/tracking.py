@@ -26,6 +26,10 @@ from beatedit.config import Config, config_to_dict, flatten  # noqa: E402
 from models.checkpoint import dvc_lock_hash, git_commit  # noqa: E402
 
 PARENT_RUN_ENV = "BEATEDIT_PARENT_RUN_ID"
+#: MLflow 3's UI opens an experiment by its kind; without the tag it guesses GenAI and calls runs "Evaluations"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the run description the MLflow UI shows at the top of a run
 OVERRIDES_ENV = "BEATEDIT_OVERRIDES"
 
 
@@ -101,11 +105,42 @@ def configure(cfg: Config) -> str:
     if exp is None:
         local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
         location = Path(cfg.mlflow.artifact_root).resolve().as_uri() if local else None
-        exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+        exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
+                                          tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     else:
         exp_id = exp.experiment_id
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # stores made before the tag existed
+            client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+GLOBAL_PARAM_SECTIONS = ("seed", "device", "torch_threads")  # logged with every stage: they shape any stage's numbers
+
+
+def stage_param_sections(stage: str, dvc_yaml: Path | None = None) -> tuple[str, ...] | None:
+    """The params a stage reads, as dvc.yaml declares them (``params:``; sections or dotted keys), plus the
+    global keys; ``None`` (log everything) for a run that is not a DVC stage or without a dvc.yaml."""
+    import yaml
+
+    path = dvc_yaml or PROJECT_ROOT / "dvc.yaml"
+    try:
+        stages = yaml.safe_load(path.read_text()).get("stages", {})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return None
+    if stage not in stages:
+        return None
+    declared = [next(iter(p)) if isinstance(p, dict) else str(p) for p in stages[stage].get("params", [])]
+    return tuple(dict.fromkeys([*GLOBAL_PARAM_SECTIONS, *declared]))
+
+
+def stage_params(stage: str, cfg: Config) -> dict[str, Any]:
+    """The flattened params a stage run logs: its own sections (``stage_param_sections``), not all of params.yaml."""
+    flat = {k: ("null" if v is None else v) for k, v in flatten(config_to_dict(cfg)).items()}
+    sections = stage_param_sections(stage)
+    if sections is None:
+        return flat
+    return {k: v for k, v in flat.items() if any(k == s or k.startswith(s + ".") for s in sections)}
 
 
 @contextmanager
@@ -123,8 +158,7 @@ def stage_run(stage: str, cfg: Config, overrides: list[str] | None = None, tags:
         **(tags or {}),
     }
     with mlflow.start_run(run_name=stage, experiment_id=exp_id, nested=parent is not None, parent_run_id=parent, tags=run_tags) as run:
-        params = {k: ("null" if v is None else v) for k, v in flatten(config_to_dict(cfg)).items()}
-        mlflow.log_params(params)
+        mlflow.log_params(stage_params(stage, cfg))
         for text in overrides:
             key, _, value = text.partition("=")
             mlflow.set_tag(f"override.{key}", value)
@@ -187,10 +221,71 @@ def log_figure(fig: Any, artifact_file: str) -> None:
     mlflow.log_figure(fig, artifact_file)
 
 
+def plot_definitions(plots_dir: str, dvc_yaml: Path | None = None) -> dict[str, dict]:
+    """dvc.yaml's top-level data plot definitions (id -> props, ``${plots_dir}`` resolved); images are left out."""
+    import yaml
+
+    path = dvc_yaml or PROJECT_ROOT / "dvc.yaml"
+    if not path.is_file():
+        return {}
+    resolved = yaml.safe_load(path.read_text().replace("${plots_dir}", plots_dir)).get("plots") or []
+    out = {}
+    for item in resolved:
+        if isinstance(item, dict):
+            plot_id, props = next(iter(item.items()))
+            if isinstance(props, dict) and isinstance(props.get("y"), dict):
+                out[plot_id] = props
+    return out
+
+
+def log_plots(cfg: Config, files: list[Path]) -> list[str]:
+    """Log, as ``plots/<id>.png``, every dvc.yaml top-level plot drawn from ``files`` (a stage's plot CSVs), drawn
+    as ``dvc plots show`` draws it (``beatedit.plots.definition_figure``); returns the artifact names."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from beatedit.plots import definition_figure
+
+    written = {Path(f).resolve() for f in files if Path(f).is_file()}  # dvc.yaml's paths are relative to the repo root = cwd
+    logged = []
+    for plot_id, definition in plot_definitions(str(cfg.plots_dir)).items():
+        if not {Path(f).resolve() for f in definition["y"]} <= written:
+            continue
+        tables = {f: pd.read_csv(f) for f in definition["y"]}
+        needed = {f: {definition["x"], *([c] if isinstance(c, str) else c)} for f, c in definition["y"].items()}
+        if any(t.empty or not needed[f] <= set(t.columns) for f, t in tables.items()):
+            continue  # e.g. DPO writes no PPO training curves
+        fig = definition_figure(definition, tables)
+        log_figure(fig, f"plots/{plot_id}.png")
+        plt.close(fig)
+        logged.append(f"plots/{plot_id}.png")
+    return logged
+
+
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write a DVC metrics file (JSON) atomically and log it to the active run."""
+    """Write a DVC metrics file (JSON) atomically and log it to the active run; the run's description
+    (``mlflow.note.content``) becomes the stage's headline figures (``beatedit.summary``)."""
     path = atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if mlflow.active_run():
         log_metrics(metrics)
         mlflow.log_artifact(str(path), artifact_path="metrics")
+        describe_run(Path(path).stem, metrics)
     return path
+
+
+def describe_pipeline(metrics: dict[str, dict[str, Any]]) -> None:
+    """The pipeline run's description: the headline table ``make pipeline`` ends with (every stage's file)."""
+    from beatedit.summary import headline_rows
+
+    rows = headline_rows(metrics)
+    if rows:
+        mlflow.set_tag(NOTE_TAG, "\n".join(f"- **{label}**: {text}" for label, text in rows))
+
+
+def describe_run(stem: str, metrics: dict[str, Any], extra: str = "") -> None:
+    """Set the active run's description to the headline figures of one metrics file (if it has any) and ``extra``."""
+    from beatedit.summary import headline_rows
+
+    lines = [f"- **{label}**: {text}" for label, text in headline_rows({stem: metrics})] + ([extra] if extra else [])
+    if lines:
+        mlflow.set_tag(NOTE_TAG, "\n".join(lines))

@@ -39,7 +39,7 @@ Output layout under ``out_root`` (the pipeline passes ``data/corpus``, ``data.co
     truth/<id>.json             ground truth (see ``plan_song`` / ``_truth``)
     manifest.json               one record per song
 
-Framework-free: numpy, scipy, soundfile (and tqdm for the progress bar) only.
+Framework-free: numpy, scipy, soundfile (and tqdm, through beatedit.progress, for the progress bar) only.
 """
 
 from __future__ import annotations
@@ -636,13 +636,13 @@ def write_song(song: GeneratedSong, out_root: Path) -> dict:
 def generate_corpus(cfg: CorpusConfig, out_root: Path, progress: bool = True) -> list[dict]:
     """Generate cfg.n_songs songs under out_root (audio/, stems/, truth/, manifest.json); return the manifest."""
     check_config(cfg)
-    from tqdm.auto import tqdm
+    from beatedit.progress import progress_bar
 
     out_root = Path(out_root)
     ids = [song_id(i) for i in range(cfg.n_songs)]
     _remove_stale(out_root, set(ids))
     manifest = []
-    for i in tqdm(range(cfg.n_songs), desc="corpus", unit="song", disable=not progress):
+    for i in progress_bar(range(cfg.n_songs), desc="corpus", unit="song", disable=not progress):
         manifest.append(write_song(generate_song(i, cfg), out_root))
     out_root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_root / "manifest.json", json.dumps(manifest, indent=1) + "\n")

@@ -117,10 +117,10 @@ def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[
     and configs); ``learned`` scores (features, beat_actions) pairs in one batch when given.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from beatedit.progress import progress_bar
 
     rows, items = [], []
-    for song in tqdm(songs, desc="evaluate", unit="song", disable=not progress):
+    for song in progress_bar(songs, desc="evaluate", unit="song", disable=not progress):
         for target in targets[song.song_id]:
             for name, editor in editors.items():
                 edit = editor(song, target)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -28,7 +29,7 @@ MODELS = (registry.POLICY_MODEL, registry.REWARD_MODEL)
 
 
 class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # type-hinted: MLflow warns otherwise
         return [0.0] * len(model_input)
 
 

@@ -45,6 +45,7 @@ def dvc_repo(tmp_path_factory):
             shutil.copy(src, root / name)
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copy(REPO / ".dvc" / "plots_page.html", root / ".dvc" / "plots_page.html")  # plots.html_template
     (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.prefect/\n__pycache__/\n")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     env = disable_telemetry({**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(root)},
@@ -87,6 +88,10 @@ def test_dvc_reporting_commands(dvc_repo):
     assert "corpus" in dag.stdout and "stems" in dag.stdout
     params = run([sys.executable, "-m", "dvc", "params", "diff"], root, env)
     assert params.returncode == 0
+    run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(root / "dvc_plots")], root, env)
+    page = (root / "dvc_plots" / "index.html").read_text(encoding="utf-8")
+    assert '<meta charset="utf-8">' in page  # .dvc/plots_page.html: vega's minus signs are not mojibake
+    assert page.count('<img src="static/') == 1 and "beat_grid" in page  # the one plot the front half writes, once
 
 
 def test_corpus_stage_logged_to_mlflow(dvc_repo):

@@ -12,7 +12,7 @@ from tasks import registry
 
 
 class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # type-hinted: MLflow warns otherwise
         return [0.0] * len(model_input)
 
 

@@ -51,7 +51,9 @@ def test_outs_and_data_deps_are_the_paths_modules(which):
     stages = _resolved_stages(params)
     paths = StagePaths.from_config(cfg)
     assert list(stages) == STAGES
-    expected = {"outs": stage_outs(paths), "metrics": stage_metrics(paths), "plots": stage_plots(paths)}
+    # plot files are stage outs (cache: false), drawn only by the top-level plots (test_each_plot_is_drawn_once_with_named_axes)
+    expected = {"outs": {s: stage_outs(paths)[s] + stage_plots(paths)[s] for s in STAGES}, "metrics": stage_metrics(paths),
+                "plots": {s: [] for s in STAGES}}
     for stage, st in stages.items():
         for kind, want in expected.items():
             assert _entries(st.get(kind)) == want[stage], f"stage {stage}: dvc.yaml {kind} {_entries(st.get(kind))} != {want[stage]} (beatedit/paths.py)"
@@ -65,6 +67,62 @@ def test_top_level_plots_follow_plots_dir():
     files = [f for p in plots for f in ([p] if isinstance(p, str) else next(iter(p.values()))["y"])]
     declared = {f for fs in stage_plots(StagePaths.from_config(cfg)).values() for f in fs}
     assert files and set(files) <= declared, f"dvc.yaml plots {sorted(set(files) - declared)} are no stage's plot files"
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
+
+
+def plot_problems(dvc_yaml: dict) -> list[str]:
+    """Why `dvc plots show` would draw something twice or unreadably: a file in a stage's ``plots:`` (DVC draws it
+    again with the default template, every column against the row number), a definition id or a (file, column)
+    drawn twice, a data plot without a template, title or named x / y axes, or an image declared twice."""
+    problems = [f"stage {name}: plots: {_entries(st['plots'])} (declare plot files as outs with cache: false; draw them in the top-level plots)"
+                for name, st in dvc_yaml.get("stages", {}).items() if st.get("plots")]
+    seen_ids: set[str] = set()
+    drawn: set[tuple[str, str]] = set()
+    for item in dvc_yaml.get("plots") or []:
+        plot_id, props = (item, None) if isinstance(item, str) else next(iter(item.items()))
+        if plot_id in seen_ids:
+            problems.append(f"plot {plot_id}: declared twice")
+        seen_ids.add(plot_id)
+        if props is None or not isinstance(props.get("y"), dict):
+            if not str(plot_id).lower().endswith(IMAGE_SUFFIXES):
+                problems.append(f"plot {plot_id}: a data file without a definition (template, x, y, axis titles)")
+            continue
+        missing = [k for k in ("template", "title", "x", "x_label", "y_label") if not props.get(k)]
+        if missing:
+            problems.append(f"plot {plot_id}: no {', '.join(missing)}")
+        for key in ("x_label", "y_label"):
+            if str(props.get(key, "")).strip().lower() in ("x", "y", "value", "step"):
+                problems.append(f"plot {plot_id}: {key} {props[key]!r} names nothing")
+        for file, columns in props["y"].items():
+            for column in [columns] if isinstance(columns, str) else columns:
+                if (file, column) in drawn:
+                    problems.append(f"plot {plot_id}: {file} column {column} is already drawn by another plot")
+                drawn.add((file, column))
+    return problems
+
+
+def test_each_plot_is_drawn_once_with_named_axes():
+    params, cfg = _moved_params()
+    resolved = {"stages": _resolved_stages(params),
+                "plots": Context(params).resolve(yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"])}
+    assert not plot_problems(resolved), "\n".join(plot_problems(resolved))
+    drawn = {f for p in resolved["plots"] for f in ([p] if isinstance(p, str) else next(iter(p.values()))["y"])}
+    files = {f for fs in stage_plots(StagePaths.from_config(cfg)).values() for f in fs}
+    assert drawn == files, f"plot files no top-level plot draws: {sorted(files - drawn)}"
+
+
+def test_plot_problems_catches_a_duplicate_and_a_missing_axis_title():
+    good = {"template": "linear", "title": "t", "x": "epoch", "x_label": "epoch", "y_label": "loss", "y": {"h.csv": ["loss"]}}
+    assert plot_problems({"plots": [{"loss": good}, "grid.png"]}) == []
+    twice = {"stages": {"reward": {"plots": [{"h.csv": {"cache": False}}]}}, "plots": [{"loss": good}, "grid.png", "grid.png"]}
+    assert [p.split(":")[0] for p in plot_problems(twice)] == ["stage reward", "plot grid.png"]
+    unnamed = {k: v for k, v in good.items() if k != "y_label"}
+    assert plot_problems({"plots": [{"loss": unnamed}]}) == ["plot loss: no y_label"]
+    assert plot_problems({"plots": [{"loss": good}, {"again": good}]}) == ["plot again: h.csv column loss is already drawn by another plot"]
+    assert plot_problems({"plots": [{"loss": good | {"y_label": "y"}}]}) == ["plot loss: y_label 'y' names nothing"]
+    assert plot_problems({"plots": ["h.csv"]}) == ["plot h.csv: a data file without a definition (template, x, y, axis titles)"]
 
 
 def test_code_deps_are_exactly_each_stages_import_closure():
