@@ -109,6 +109,11 @@ class StagePaths:
     def eval_renders(self) -> Path:
         return self.evaluate_dir / "renders"
 
+    @property
+    def listening_set(self) -> Path:
+        """The listening set (pairs.json + renders) the feedback page serves by default."""
+        return self.evaluate_dir / "listening"
+
     # metrics and plots
     def metrics(self, stage: str) -> Path:
         return self.metrics_dir / f"{FILE_NAMES[stage]}.json"

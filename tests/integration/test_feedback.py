@@ -609,7 +609,7 @@ def test_postgresql_backend(renders, tmp_path):
             order.append(its[0].pair_id)
         assert order == sorted(m, key=m.get)
         assert count_votes(db)["total"] == 6
-        df, skipped = votes_frame(db)
+        df, skipped, _dropped = votes_frame(db)
         assert len(df) == 6 and skipped == 0 and tuple(df.columns) == COLUMN_NAMES
         with pytest.raises(Exception, match="ck_vote_strength"):
             with db.write_conn() as c:
