@@ -64,8 +64,10 @@ def select_listening_pairs(df: pd.DataFrame, n_songs: int, max_pairs: int, oppon
         by = {r["editor"]: r for _, r in g.iterrows()}
         if CANDIDATE not in by:
             continue
+        seen = {by[CANDIDATE]["edl"]}  # an opponent that made the same edit (or one already paired) teaches nothing
         for opp in opponents:
-            if opp in by:
+            if opp in by and by[opp]["edl"] not in seen:
+                seen.add(by[opp]["edl"])
                 pairs.append({"song_id": by[CANDIDATE]["song_id"], "item": item, "opponent": opp, "a": by[CANDIDATE], "b": by[opp],
                               "margin": _margin(by[CANDIDATE], by[opp])})
     if not pairs:
@@ -80,6 +82,14 @@ def select_listening_pairs(df: pd.DataFrame, n_songs: int, max_pairs: int, oppon
     champion = sorted((p for p in mine if p["opponent"] == "champion"), key=key)
     rest = sorted((p for p in mine if p["opponent"] != "champion"), key=key)
     return (champion + rest)[:max_pairs]
+
+
+def _pair_id(song_id: str, k: int, opponent: str, edl_a: str, edl_b: str) -> str:
+    """Content-addressed and readable: a re-rendered pair with other edits gets a new id (the store refuses reused ids)."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([song_id, edl_a, edl_b]).encode()).hexdigest()[:12]
+    return f"{_slug(song_id)[:40]}-{k}-{_slug(opponent)[:16]}-{h}"
 
 
 def _slug(text: str) -> str:
@@ -124,7 +134,8 @@ def build_listening_set(df: pd.DataFrame, sources: Mapping[str, str], out_dir: s
         rec = pair_from_renders(out, rendered[(p["item"], a["editor"])], rendered[(p["item"], b["editor"])],
                                 actions_a=list(a["beat_actions"]), actions_b=list(b["beat_actions"]), kind_a=str(a["editor"]),
                                 kind_b=str(b["editor"]), model_a=models.get(str(a["editor"]), ""), model_b=models.get(str(b["editor"]), ""),
-                                target_ratio=float(a["target_ratio"]), song_id=song_id, reward_margin=p["margin"], split=split)
+                                target_ratio=float(a["target_ratio"]), song_id=song_id, reward_margin=p["margin"], split=split,
+                                pair_id=_pair_id(song_id, k, p["opponent"], a["edl"], b["edl"]))
         rec["original"] = f"{folder}/original.wav"
         records.append(rec)
     write_pair_manifest(out, records)
