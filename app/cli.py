@@ -283,7 +283,6 @@ def add_upload_model_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--model", default=DEFAULT_MODEL, help="with --uploads: policy model URI or checkpoint .pt that samples the variations")
     serve.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL,
                        help="with --uploads: reward model URI or checkpoint .pt that ranks them")
-    serve.add_argument("--params", default=argparse.SUPPRESS, help="parameters file for the variations (default ./params.yaml or the built-in defaults)")
     serve.set_defaults(make_variation_renderer=variation_renderer_for)
 
 

@@ -453,6 +453,7 @@ class RewardConfig:
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     patience: int = 3  # early stopping: epochs without a better validation accuracy before stopping (best epoch restored)
     margin_scale: float = 0.0  # BT margin = margin_scale * strength (0 = plain Bradley-Terry)
+    human_weight: float = 2.0  # weight of a human pair (source=human) in the Bradley-Terry loss, relative to 1 for a simulated pair
     center_coef: float = 0.01  # lambda in lambda * (r_a + r_b)^2: keeps scores centred without bounding them
     seed: int = 0  # init, shuffling and dropout
     bf16: bool = False  # bf16 autocast for forward/backward (CUDA; ignored on CPU)
@@ -487,6 +488,8 @@ class EvaluateConfig:
     targets_per_song: int = 3  # edit targets per held-out song, spread over [env.target_min, env.target_max]
     n_render_examples: int = 3  # songs whose original / heuristic / candidate renders are logged to MLflow
     seed: int = 11  # targets per song and the random editor
+    listening_songs: int = 2  # held-out songs rendered into the listening set (<out_dir>/listening, served by `beatedit feedback serve`); 0 = none
+    listening_pairs: int = 8  # at most this many candidate-vs-(champion, search, fade, heuristic) pairs in it, least reward-margin first
 
 
 @dataclass(frozen=True)
@@ -503,6 +506,7 @@ class OpsConfig:
     timezone: str = "UTC"  # IANA timezone of both schedules
     work_pool: str = "beatedit-process"  # process work pool used by `python -m flows.deployments deploy` and `prefect worker start`
     feedback_db: str | None = None  # feedback votes DB exported by `retrain` into preferences.human_votes_path (env BEATEDIT_FEEDBACK_DB overrides); null: use the file as it is
+    feedback_min_listened_s: float = 5.0  # `retrain`'s export drops a vote whose either side was heard less than this (capped at 90% of its length); 0 keeps all
     drift_tolerance_listener: float = 0.02  # evaluate-champion fails when listener_total drops more than this below the last recorded figure
     drift_tolerance_win_rate: float = 0.05  # ... or win_rate_vs_heuristic drops more than this
     history_path: str = "artifacts/ops/champion_history.json"  # evaluate-champion's record of past figures (the drift baseline)
@@ -689,6 +693,7 @@ RANGES: dict[str, Range] = {
     "reward.min_lr_ratio": FRACTION,
     "reward.grad_clip": NON_NEGATIVE,
     "reward.margin_scale": NON_NEGATIVE,
+    "reward.human_weight": Range(ge=0, le=1000),
     "reward.center_coef": NON_NEGATIVE,
     "reward.min_val_to_ceiling": Range(ge=0, le=10),
     "reward.min_score_std": NON_NEGATIVE,
@@ -722,9 +727,11 @@ RANGES: dict[str, Range] = {
     "rlhf.dpo.min_strength": FRACTION,
     "rlhf.*": AT_LEAST_ONE,  # counts: kl_horizon, total_steps, n_envs, rollout_steps, ..., policy sizes, bc/dpo epochs and batches
     "evaluate.n_render_examples": NON_NEGATIVE,
+    "evaluate.listening_*": NON_NEGATIVE,
     "evaluate.*": AT_LEAST_ONE,  # n_bootstrap, targets_per_song
     "promote.margin": Range(ge=0, lt=0.5),
     "ops.drift_tolerance_*": FRACTION,
+    "ops.feedback_min_listened_s": Range(ge=0, le=600),
     "edit.max_channel_samples": AT_LEAST_ONE,
 }
 

@@ -109,6 +109,11 @@ class StagePaths:
     def eval_renders(self) -> Path:
         return self.evaluate_dir / "renders"
 
+    @property
+    def listening_set(self) -> Path:
+        """The listening set (pairs.json + renders) the feedback page serves by default."""
+        return self.evaluate_dir / "listening"
+
     # metrics and plots
     def metrics(self, stage: str) -> Path:
         return self.metrics_dir / f"{FILE_NAMES[stage]}.json"
@@ -132,7 +137,8 @@ def stage_reads(p: StagePaths) -> dict[str, list[str]]:
     """Each stage's data deps: the upstream outputs it reads (what dvc.yaml must declare besides code)."""
     audio, corpus = str(p.audio_dir), str(p.corpus_dir)
     feats, prefs, reward, rlhf = str(p.features_dir), str(p.preferences_dir), str(p.reward_dir), str(p.rlhf_dir)
-    return {"corpus": [], "stems": [corpus, audio], "features": [corpus, str(p.stems_dir), audio], "preferences": [feats, audio],
+    votes = [str(p.human_votes)] if p.human_votes is not None else []  # the human votes (a committed, possibly empty table): new votes re-run it
+    return {"corpus": [], "stems": [corpus, audio], "features": [corpus, str(p.stems_dir), audio], "preferences": [feats, audio, *votes],
             "reward": [feats, prefs], "rlhf": [feats, prefs, reward], "evaluate": [feats, prefs, reward, rlhf]}
 
 

@@ -7,7 +7,8 @@ from prefect import flow
 from beatedit.paths import StagePaths
 from flows.common import apply_torch_threads, load_stage_config, stage_main
 from tasks import tracking
-from tasks.evaluate import compare_task, load_candidate_task, load_champion_task, promote_task, render_examples_task, report_task
+from tasks.evaluate import (compare_task, listening_set_task, load_candidate_task, load_champion_task, promote_task, render_examples_task,
+                            report_task)
 
 
 @flow(name="evaluate")
@@ -22,6 +23,8 @@ def evaluate(params: str = "params.yaml", overrides: list[str] | tuple[str, ...]
         df, summary = compare_task(cfg, cand, champion)
         metrics = report_task(cfg, df, summary, cand, champion_version)
         render_examples_task(cfg, df)
+        listening = listening_set_task(cfg, df, cand, champion_version) if cfg.evaluate.listening_songs > 0 else {"pairs": 0, "seconds": 0.0}
+        metrics["listening_pairs"] = listening["pairs"]
         promoted = promote_task(paths.eval_decision) if cfg.promote.auto else {"promoted": False, "reason": "promote.auto is false; run `beatedit promote`"}
         metrics.update(promoted=promoted["promoted"], promotion_reason=promoted["reason"])
         tracking.write_metrics(paths.metrics("evaluate"), metrics)

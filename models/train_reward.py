@@ -108,6 +108,12 @@ def train_pairs(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["split"] == "train") & ~_is_ood(df)].reset_index(drop=True)
 
 
+def human_train_pairs(df: pd.DataFrame) -> int:
+    """Training pairs from human votes (``source == "human"``): the ones ``reward.human_weight`` weights."""
+    tr = train_pairs(df)
+    return int((tr["source"] == "human").sum()) if "source" in tr.columns else 0
+
+
 def eval_pairs(df: pd.DataFrame, split: str = "validation", ood: bool = False) -> pd.DataFrame:
     """Pairs on ``split`` songs with a strict preference (ties left out), in- or out-of-distribution."""
     m = (df["split"] == split) & (_is_ood(df) == ood) & df["choice"].isin([0, 1]).to_numpy()
@@ -138,10 +144,15 @@ def edit_ratio(song: SongAnalysis, actions: np.ndarray) -> float:
     return float((np.asarray(COPIES_PER_ACTION, np.float64)[np.asarray(actions, int)] * dur).sum() / max(dur.sum(), 1e-9))
 
 
-def _bt_loss(ra, rb, y, strength, margin_scale, center_coef):
+def _bt_loss(ra, rb, y, strength, margin_scale, center_coef, weight=None):
+    """Bradley-Terry loss (+ centring). ``weight``: per-pair weights (human pairs count
+    ``reward.human_weight``); None = all 1, the plain mean (bit-identical to an unweighted run)."""
     d = ra - rb
     s = 2 * y - 1
-    bt = F.binary_cross_entropy_with_logits(d - s * margin_scale * strength, y)
+    if weight is None:
+        bt = F.binary_cross_entropy_with_logits(d - s * margin_scale * strength, y)
+    else:
+        bt = (F.binary_cross_entropy_with_logits(d - s * margin_scale * strength, y, reduction="none") * weight).sum() / weight.sum().clamp_min(1e-12)
     return bt + center_coef * ((ra + rb) ** 2).mean(), d
 
 
@@ -198,6 +209,8 @@ def train_reward_model(pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis], c
     y_all = 1.0 - tr["choice"].to_numpy(np.float64)
     strength_all = tr["strength"].to_numpy(np.float64) if "strength" in tr.columns else np.zeros(len(tr))
     target_all = tr["target_ratio"].to_numpy(np.float64)
+    human = (tr["source"] == "human").to_numpy() if "source" in tr.columns else np.zeros(len(tr), bool)
+    weight_all = np.where(human, float(getattr(rc, "human_weight", 1.0)), 1.0)
     lengths = np.array([s.n_beats for s in song_of])
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
@@ -229,7 +242,8 @@ def train_reward_model(pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis], c
             st = torch.as_tensor(strength_all[idx], dtype=torch.float32, device=dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 r = model(f, a, p, t).float()
-            loss, d = _bt_loss(r[:len(idx)], r[len(idx):], y, st, rc.margin_scale, rc.center_coef)
+            w = None if np.all(weight_all[idx] == 1.0) else torch.as_tensor(weight_all[idx], dtype=torch.float32, device=dev)
+            loss, d = _bt_loss(r[:len(idx)], r[len(idx):], y, st, rc.margin_scale, rc.center_coef, w)
             (loss / rc.grad_accum_steps).backward()
             if (mb + 1) % rc.grad_accum_steps == 0 or mb == n_micro - 1:
                 if rc.grad_clip > 0:

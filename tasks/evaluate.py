@@ -118,6 +118,29 @@ def split_editor_figures(summary: dict, editors: list[str]) -> tuple[dict, pd.Da
     return metrics, table
 
 
+@task(name="listening-set")
+def listening_set_task(cfg: Config, df: pd.DataFrame, cand: dict, champion_version: str | None) -> dict:
+    """The listening set the feedback page serves (``StagePaths.listening_set``): blind candidate-vs-opponent pairs."""
+    import time
+
+    from beatedit.audio.song import SongAnalysis
+    from beatedit.feedback.listening import build_listening_set
+
+    paths = StagePaths.from_config(cfg)
+    t0 = time.perf_counter()
+    songs = sorted(df.song_id.unique())
+    sources = {s: SongAnalysis.load(paths.feature_file(s)).source_path for s in songs}
+    models = {"candidate": f"beatedit-policy/{cand['policy_version']}"}
+    if champion_version:
+        models["champion"] = f"beatedit-policy/{champion_version}"
+    summary = build_listening_set(df, sources, paths.listening_set, n_songs=cfg.evaluate.listening_songs,
+                                  max_pairs=cfg.evaluate.listening_pairs, render_cfg=cfg.render, models=models, split=cfg.evaluate.split)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    get_run_logger().info("listening set: %d pairs on %d songs in %s (%.1f s); serve it with `beatedit feedback serve`",
+                          summary["pairs"], summary["songs"], paths.listening_set, summary["seconds"])
+    return summary
+
+
 @task(name="evaluation-report")
 def report_task(cfg: Config, df: pd.DataFrame, summary: dict, cand: dict, champion_version: str | None) -> dict:
     from prefect.artifacts import create_markdown_artifact

@@ -53,9 +53,11 @@ def load_reward_task(path: str) -> object:
 
 @task(name="validate-reward-model")
 def validate_reward_task(cfg: Config, model: object, pairs: pd.DataFrame, songs: dict[str, SongAnalysis]) -> dict:
-    from models.train_reward import validate_reward_model
+    from models.train_reward import human_train_pairs, validate_reward_model
 
-    return validate_reward_model(model, pairs, songs, cfg)
+    metrics = validate_reward_model(model, pairs, songs, cfg)
+    metrics["train_pairs_human"] = human_train_pairs(pairs)  # trained with weight reward.human_weight
+    return metrics
 
 
 @task(name="champion-reward-accuracy")

@@ -6,7 +6,8 @@ Routes (all JSON errors look like ``{"error": code, "detail": message}``):
                                    signs in with a rater token); sets a signed, HttpOnly cookie
 - ``POST /api/session``            ``{"rater"?, "token"?}`` -> cookie (for scripts / the login form)
 - ``GET  /api/next?n=1``           up to n pairs issued to the caller + progress
-- ``GET  /api/audio/{token}/{a|b}`` the audio of an issued pair (only WAVs inside the render folder)
+- ``GET  /api/audio/{token}/{a|b|original}`` the audio of an issued pair, or its unedited song when
+                                   the manifest names one (only WAVs inside the render folder)
 - ``POST /api/vote``               ``{"token", "choice": a|b|tie|skip, "strength"?: 1-3, "comment"?,
                                    "listened_a"?, "listened_b"?}`` (application/json, <= 16 KiB)
 - ``GET  /api/progress``, ``GET /api/health``
@@ -37,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 
 from .db import FeedbackDB, SCHEMA_VERSION, open_db
 from .uploads import UploadConfig
+from .listening_gate import DEFAULT_MIN_LISTEN_S, check_min_listen, listening_info, shown_listening
 from .queue import (
     DEFAULT_HOLD_S,
     DEFAULT_TOKEN_TTL_S,
@@ -129,6 +131,7 @@ class FeedbackState:
     max_votes_per_pair: int | None
     hold_s: float
     sync: SyncReport
+    min_listen_s: float = 0.0  # listening gate (see listening_gate); 0 = votes enabled at once
     known_raters: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -192,17 +195,21 @@ class GuardMiddleware:
 # --- app -------------------------------------------------------------------------------------------------
 def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_tokens: str | Path | dict[str, str] | None = None, *,
                allowed_hosts: set[str] | None = None, token_ttl_s: float = DEFAULT_TOKEN_TTL_S, max_votes_per_pair: int | None = None,
-               hold_s: float = DEFAULT_HOLD_S, uploads: "UploadConfig | None" = None) -> FastAPI:
+               hold_s: float = DEFAULT_HOLD_S, uploads: "UploadConfig | None" = None,
+               min_listen_s: float = DEFAULT_MIN_LISTEN_S) -> FastAPI:
     """Build the feedback app: migrates ``db_url``, syncs ``render_dir/pairs.json`` into it and
     registers the raters of ``rater_tokens`` (a file path or ``{rater: token}``; None = open mode,
     any browser gets a rater id). ``allowed_hosts``: Host header names accepted (default loopback).
     ``hold_s``: how long an unvoted issue holds its pair against ``max_votes_per_pair``.
     ``uploads``: users' own songs (``beatedit.feedback.uploads``: its folder, the injected variation renderer, the size cap).
+    ``min_listen_s``: the page enables A / B / tie only once each side was heard past its first
+    seam or for this many seconds (capped at 90% of the side's length); 0 turns the gate off.
     Out-of-range settings are refused here (ValueError), before anything is served."""
     token_ttl_s = check_duration("token_ttl_s (--token-ttl)", token_ttl_s)
     hold_s = check_duration("hold_s (--hold)", hold_s)
     if max_votes_per_pair is not None and (type(max_votes_per_pair) is not int or max_votes_per_pair < 1):
         raise ValueError(f"max_votes_per_pair (--max-votes-per-pair) must be a positive integer, got {max_votes_per_pair!r}")
+    min_listen_s = check_min_listen(min_listen_s)
     key = coerce_secret(secret)
     root = Path(render_dir).resolve()
     db = open_db(db_url)
@@ -219,7 +226,7 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         sync_raters(db, by_rater)
         token_raters = {h: r for r, h in by_rater.items()}
     state = FeedbackState(db=db, key=key, render_dir=root, token_raters=token_raters, ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair,
-                          hold_s=hold_s, sync=sync)
+                          hold_s=hold_s, sync=sync, min_listen_s=min_listen_s)
 
     from contextlib import asynccontextmanager
 
@@ -366,10 +373,13 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         items = await run_in_threadpool(issue_next, db, key, root, rater, n, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair,
                                         hold_s=state.hold_s, max_outstanding=cap)
         prog = await run_in_threadpool(progress, db, root, rater, ttl_s=state.ttl_s, max_votes_per_pair=state.max_votes_per_pair, hold_s=state.hold_s)
+        info = await run_in_threadpool(listening_info, db, [it.pair_id for it in items])
         return {
             "rater": rater,
             "items": [{"token": it.token, "song_id": it.song_id, "target_ratio": it.target_ratio,
-                       "audio": {"a": f"/api/audio/{it.token}/a", "b": f"/api/audio/{it.token}/b"}} for it in items],
+                       "audio": {"a": f"/api/audio/{it.token}/a", "b": f"/api/audio/{it.token}/b",
+                                 **({"original": f"/api/audio/{it.token}/original"} if it.pair_id in state.sync.originals else {})},
+                       **shown_listening(info.get(it.pair_id), it.swapped, state.min_listen_s)} for it in items],
             "progress": {"votes": prog.votes, "remaining": prog.remaining},
         }
 
@@ -381,16 +391,21 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
 
     @app.get("/api/audio/{token}/{side}")
     async def audio(request: Request, token: str, side: str):
-        if side not in ("a", "b"):
-            raise ApiError(404, "not_found", "side must be 'a' or 'b'")
+        if side not in ("a", "b", "original"):
+            raise ApiError(404, "not_found", "side must be 'a', 'b' or 'original'")
         rater = require_rater(request)
         claims = claims_for(token, rater)
         try:
             row, pair = await run_in_threadpool(issued_pair, db, claims)
         except VoteError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from exc
-        real = ("b" if side == "a" else "a") if row.swapped else side
-        rel = pair.wav_a if real == "a" else pair.wav_b
+        if side == "original":
+            rel = state.sync.originals.get(pair.id)
+            if rel is None:
+                raise ApiError(404, "not_found", "this pair has no original")
+        else:
+            real = ("b" if side == "a" else "a") if row.swapped else side
+            rel = pair.wav_a if real == "a" else pair.wav_b
         try:
             path = safe_audio_path(root, rel)
             with open(path, "rb") as fh:
@@ -433,7 +448,7 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
 def serve(render_dir: str | Path, db_url: str, *, host: str = "127.0.0.1", port: int = 8765, rater_tokens: str | Path | None = None,
           secret_env: str = DEFAULT_SECRET_ENV, allow_remote_open: bool = False, max_votes_per_pair: int | None = None,
           token_ttl_s: float = DEFAULT_TOKEN_TTL_S, hold_s: float = DEFAULT_HOLD_S, log_level: str = "info",
-          uploads: "UploadConfig | None" = None) -> None:
+          uploads: "UploadConfig | None" = None, min_listen_s: float = DEFAULT_MIN_LISTEN_S) -> None:
     """Run the page with uvicorn (blocking). Loopback by default; binding elsewhere requires rater
     tokens unless ``allow_remote_open``. The HMAC secret comes from the ``secret_env`` variable."""
     import uvicorn
@@ -447,7 +462,7 @@ def serve(render_dir: str | Path, db_url: str, *, host: str = "127.0.0.1", port:
     if not is_loopback(host):
         hosts = {"*"} if host in ("0.0.0.0", "::") else hosts | {host.lower()}
     app = create_app(render_dir, db_url, key, rater_tokens, allowed_hosts=hosts, token_ttl_s=token_ttl_s, max_votes_per_pair=max_votes_per_pair,
-                     hold_s=hold_s, uploads=uploads)
+                     hold_s=hold_s, uploads=uploads, min_listen_s=min_listen_s)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False, log_config=uvicorn_log_config())
 
 

@@ -30,7 +30,7 @@ def build_demo_renders(render_dir: str | Path, n_songs: int = 3, *, pairs_per_so
                        n_beats: int = 8, seed: int = 0) -> list[dict]:
     """Write ``n_songs * pairs_per_song`` pairs (distinct pair ids, reward margins spread over
     [0, 1)) into ``render_dir``; returns the manifest records."""
-    root = Path(render_dir)
+    root = Path(render_dir).resolve()  # absolute: pair_from_renders resolves the wav paths against it
     rng = np.random.default_rng(seed)
     records = []
     for s in range(n_songs):

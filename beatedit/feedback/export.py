@@ -13,6 +13,12 @@ The export merges into an existing file idempotently: rows are keyed by
 (source, rater, song_id, edl_a, edl_b, timestamp); rows already present (from this or any
 other database) are kept, a re-export adds nothing twice, and the file is written sorted and
 atomically, so an unchanged set of votes gives an identical table.
+
+Votes not listened to: with ``min_listened_s > 0`` a non-skip vote is dropped (not exported,
+counted in ``ExportReport.dropped_unheard``) when either side was heard for less than
+``min(min_listened_s, 0.9 * that side's length)`` seconds (``listening_gate.heard_enough``; a vote
+without a reported time counts as 0 s heard). The CLI and the ``retrain`` deployment use 5 s
+(``ops.feedback_min_listened_s``); the library default 0 keeps every vote.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from sqlalchemy.engine import make_url
 from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_UNKNOWN, columns_of
 
 from .db import FeedbackDB, Pair, Vote, current_version, make_engine, migrate
+from .listening_gate import check_min_listen, edl_duration, heard_enough
 
 KEY_COLUMNS = ["source", "rater", "song_id", "edl_a", "edl_b", "timestamp"]
 CHOICE_VALUE = {"a": 0.0, "b": 1.0, "tie": 0.5}
@@ -43,6 +50,8 @@ class ExportReport:
     skipped: int  # skip votes (never exported)
     added: int  # rows new to the file
     total: int  # rows in the file afterwards
+    dropped_unheard: int = 0  # non-skip votes left out: a side heard for less than the threshold
+    min_listened_s: float = 0.0  # the threshold used
 
 
 def _strength(choice: str, k: int | None) -> float:
@@ -51,14 +60,18 @@ def _strength(choice: str, k: int | None) -> float:
     return float(k if k is not None else DEFAULT_STRENGTH) / 3.0
 
 
-def votes_frame(db: FeedbackDB) -> tuple[pd.DataFrame, int]:
-    """(preference-table rows for every non-skip vote, number of skip votes)."""
+def votes_frame(db: FeedbackDB, min_listened_s: float = 0.0) -> tuple[pd.DataFrame, int, int]:
+    """(preference-table rows for every non-skip vote heard enough, number of skip votes, number dropped unheard)."""
     with db.read() as s:
         rows = s.execute(select(Vote, Pair).join(Pair, Pair.id == Vote.pair_id).order_by(Vote.id)).all()
-    recs, skipped = [], 0
+    recs, skipped, dropped = [], 0, 0
     for v, p in rows:
         if v.choice == "skip":
             skipped += 1
+            continue
+        if min_listened_s > 0 and not (heard_enough(v.listened_a, min_listened_s, edl_duration(p.edl_a))
+                                       and heard_enough(v.listened_b, min_listened_s, edl_duration(p.edl_b))):
+            dropped += 1
             continue
         recs.append({
             "song_id": p.song_id, "split": p.split, "edl_a": p.edl_a, "edl_b": p.edl_b,
@@ -67,7 +80,7 @@ def votes_frame(db: FeedbackDB) -> tuple[pd.DataFrame, int]:
             "kind_a": p.kind_a, "kind_b": p.kind_b, "rater": v.rater_id, "source": "human", "timestamp": v.created_at,
             **HUMAN_UNKNOWN,
         })
-    return _normalise(pd.DataFrame.from_records(recs, columns=list(COLUMN_NAMES))), skipped
+    return _normalise(pd.DataFrame.from_records(recs, columns=list(COLUMN_NAMES))), skipped, dropped
 
 
 def _normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -98,12 +111,16 @@ def _atomic_parquet(df: pd.DataFrame, out: Path) -> None:
             os.unlink(tmp)
 
 
-def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
+def export_votes(db_url: str, out_parquet: str | Path, min_listened_s: float = 0.0) -> ExportReport:
     """Write / merge the human preference rows of ``db_url`` into ``out_parquet``.
+
+    ``min_listened_s``: drop votes with a side heard for less than this (capped at 90% of the
+    side's length); 0 keeps every vote.
 
     The database must exist and hold a feedback schema: a mistyped URL is an error, never a new
     empty database and an "exported 0" that looks like success."""
     out = Path(out_parquet)
+    min_listened_s = check_min_listen(min_listened_s, "min_listened_s (--min-listened)")
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not url.database.startswith("file:"):
         if not Path(url.database).expanduser().is_file():
@@ -113,7 +130,7 @@ def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
         if current_version(engine) == 0:
             raise ValueError(f"{url.render_as_string(hide_password=True)}: not a feedback database (no schema); check --db")
         migrate(engine)
-        new, skipped = votes_frame(FeedbackDB(engine))
+        new, skipped, dropped = votes_frame(FeedbackDB(engine), min_listened_s)
     finally:
         engine.dispose()
     if out.exists():
@@ -135,7 +152,8 @@ def export_votes(db_url: str, out_parquet: str | Path) -> ExportReport:
     merged = merged.sort_values(["timestamp", "source", "rater", "song_id", "edl_a", "edl_b"], kind="stable").reset_index(drop=True)
     merged = _normalise(merged)
     _atomic_parquet(merged, out)
-    return ExportReport(path=out, exported=len(new), skipped=skipped, added=len(fresh), total=len(merged))
+    return ExportReport(path=out, exported=len(new), skipped=skipped, added=len(fresh), total=len(merged), dropped_unheard=dropped,
+                        min_listened_s=min_listened_s)
 
 
 __all__ = ["ExportReport", "export_votes", "votes_frame"]

@@ -1,6 +1,6 @@
 """Render manifests and the rating queue (issue pairs to raters, consume votes).
 
-Render folder layout (written by ``write_pair_manifest``: the demo today; the evaluate stage does not render one yet)::
+Render folder layout (written by ``write_pair_manifest``: the evaluate stage's listening set, ``beatedit.feedback.listening``, and the demo)::
 
     renders/
       pairs.json                 list of pair records (PairSpec below)
@@ -9,7 +9,7 @@ Render folder layout (written by ``write_pair_manifest``: the demo today; the ev
       ...
 
 A pair record: ``{pair_id, song_id, a: {wav, edl, actions, kind, model}, b: {...}, target_ratio,
-reward_margin?, split?}`` with paths relative to the render folder. ``reward_margin`` is
+reward_margin?, split?, original?}`` with paths relative to the render folder. ``reward_margin`` is
 ``|r_a - r_b|`` under the current reward model; small = the model is unsure = asked first.
 
 Queue policy (``issue_next``): a rater never gets the same pair twice (UNIQUE(pair, rater) in the
@@ -116,6 +116,7 @@ class PairSpec(BaseModel):
     target_ratio: float = Field(gt=0.0, le=4.0, allow_inf_nan=False)
     reward_margin: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
     split: str | None = Field(default=None, max_length=32)
+    original: str | None = Field(default=None, min_length=1, max_length=512)  # the unedited song (a WAV in the folder), for reference
 
     @model_validator(mode="after")
     def _same_song(self) -> "PairSpec":
@@ -180,6 +181,8 @@ def load_manifest(render_dir: str | Path) -> ManifestReport:
                 raise ValueError(f"duplicate pair_id {spec.pair_id!r}")
             for ref in (spec.a, spec.b):
                 safe_audio_path(root, ref.wav)
+            if spec.original is not None:
+                safe_audio_path(root, spec.original)
             edl_a, edl_b = _read_edl(root, spec.a, spec.song_id), _read_edl(root, spec.b, spec.song_id)
         except (ValidationError, ValueError, UnsafePathError, EDLError, OSError) as exc:
             rep.rejected.append({"index": i, "pair_id": pid, "reason": str(exc).strip().replace("\n", "; ")[:500]})
@@ -258,6 +261,7 @@ class SyncReport:
     unchanged: int = 0
     deactivated: int = 0
     rejected: list[dict] = field(default_factory=list)
+    originals: dict[str, str] = field(default_factory=dict)  # pair id -> the manifest's original (not stored in the DB)
 
     @property
     def active(self) -> int:
@@ -294,6 +298,8 @@ def sync_manifest(db: FeedbackDB, render_dir: str | Path) -> SyncReport:
                 rep.updated += int(changed)
                 rep.unchanged += int(not changed)
             live.add(sp.pair_id)
+            if sp.original is not None:
+                rep.originals[sp.pair_id] = sp.original
         stale = s.execute(select(Pair).where(Pair.render_dir == str(root), Pair.active.is_(True))).scalars().all()
         for row in stale:
             if row.id not in live:

@@ -128,6 +128,7 @@ def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[
                 row.update(score(song, edit, target))
                 row.update(edit_stats(song, edit.output_beats, edit.edl.duration, target, edit.beat_actions))
                 row["edl"] = edit.edl.to_json()
+                row["beat_actions"] = [int(a) for a in edit.beat_actions]  # per source beat: the listening set's pairs need them
                 rows.append(row)
                 items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64)))
     df = pd.DataFrame(rows)

@@ -506,7 +506,8 @@ def merge_pairs(list_of_lists: Sequence[Sequence[dict]], human_path: str | Path 
     df = pd.DataFrame(rows, columns=list(COLUMN_NAMES))
     if human_path is not None and Path(human_path).exists():
         human = load_human_votes(human_path, cfg_all)[list(COLUMN_NAMES)]
-        df = pd.concat([df, human], ignore_index=True) if len(df) else human.reset_index(drop=True)
+        if len(human):  # the committed table is empty until votes are exported: nothing to add
+            df = pd.concat([df, human], ignore_index=True) if len(df) else human.reset_index(drop=True)
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
     df["choice"] = df["choice"].astype(float)
     df["ood"] = df["ood"].astype(bool)

@@ -303,7 +303,9 @@ def test_api_vote_flow_and_status_codes(server, renders, db_url):
     body = r.json()
     assert body["progress"] == {"votes": 0, "remaining": 6} and len(body["items"]) == 1
     it = body["items"][0]
-    assert set(it) == {"token", "song_id", "target_ratio", "audio"}  # blind: no kind/model leaks
+    assert set(it) == {"token", "song_id", "target_ratio", "audio", "listen"}  # blind: no kind/model leaks
+    assert set(it["listen"]) == {"a", "b", "min_listen_s", "seam_margin_s", "heard_fraction"}  # the listening gate (issue 20.6)
+    assert set(it["listen"]["a"]) == set(it["listen"]["b"]) == {"seams", "duration"}
     assert c.get("/api/next").json()["items"][0]["token"] == it["token"]
 
     # audio: served as WAV, with range support, and the right file for the (possibly swapped) side
@@ -609,7 +611,7 @@ def test_postgresql_backend(renders, tmp_path):
             order.append(its[0].pair_id)
         assert order == sorted(m, key=m.get)
         assert count_votes(db)["total"] == 6
-        df, skipped = votes_frame(db)
+        df, skipped, _dropped = votes_frame(db)
         assert len(df) == 6 and skipped == 0 and tuple(df.columns) == COLUMN_NAMES
         with pytest.raises(Exception, match="ck_vote_strength"):
             with db.write_conn() as c:
@@ -629,3 +631,33 @@ def test_postgresql_backend(renders, tmp_path):
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- issue 20.6: the original for reference, and refusals of a bad original -----------------------------------
+def test_original_served_only_when_the_manifest_names_a_safe_one(tmp_path, renders, db_url):
+    recs = json.loads((renders / "pairs.json").read_text())
+    recs[0]["original"] = recs[0]["a"]["wav"]  # any WAV inside the folder
+    recs[1]["original"] = "../outside.wav"  # leaves the folder: that record is rejected, the others load
+    (tmp_path / "outside.wav").write_bytes((renders / recs[0]["a"]["wav"]).read_bytes())
+    (renders / "pairs.json").write_text(json.dumps(recs))
+    with ServerThread(create_app(renders, db_url, SECRET, min_listen_s=3)) as srv:
+        assert c_health(srv)["rejected_pairs"] == 1
+        c = client(srv, "olga")
+        got = {}
+        for _ in range(5):
+            it = c.get("/api/next").json()["items"][0]
+            got[it["song_id"] + it["token"][:8]] = it
+            assert it["listen"]["min_listen_s"] == 3.0
+            if "original" in it["audio"]:
+                r = c.get(it["audio"]["original"])
+                assert r.status_code == 200 and r.content == (renders / recs[0]["a"]["wav"]).read_bytes()
+            else:
+                assert c.get(it["audio"]["a"].rsplit("/", 1)[0] + "/original").status_code == 404
+            c.post("/api/vote", json={"token": it["token"], "choice": "skip"})
+        assert any("original" in it["audio"] for it in got.values())
+    with pytest.raises(ValueError, match="min_listen"):
+        create_app(renders, db_url, SECRET, min_listen_s=-1)
+
+
+def c_health(srv) -> dict:
+    return httpx.get(f"{srv.url}/api/health", timeout=20).json()

@@ -55,7 +55,7 @@ def test_listen_and_vote_in_a_real_browser(tmp_path, browser_ctx):
     build_demo_renders(renders, n_songs=2, pairs_per_song=2, seconds=1.5)  # 4 pairs
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     errors: list[str] = []
-    with ServerThread(create_app(renders, db_url, SECRET)) as srv:
+    with ServerThread(create_app(renders, db_url, SECRET, min_listen_s=0)) as srv:  # gate off: this test is about keys and clicks
         page = browser_ctx.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{srv.url}/?rater=browser-tester")  # sets the rater cookie, redirects to /
@@ -120,7 +120,7 @@ def test_rater_token_sign_in_form(tmp_path, browser_ctx):
     build_demo_renders(renders, n_songs=1, pairs_per_song=1, seconds=0.5)
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     token = "carol-secret-token-0123456789"
-    with ServerThread(create_app(renders, db_url, SECRET, rater_tokens={"carol": token})) as srv:
+    with ServerThread(create_app(renders, db_url, SECRET, rater_tokens={"carol": token}, min_listen_s=0)) as srv:
         page = browser_ctx.new_page()
         page.goto(srv.url + "/")
         page.wait_for_selector("#login:not([hidden])", timeout=15_000)
@@ -135,3 +135,57 @@ def test_rater_token_sign_in_form(tmp_path, browser_ctx):
         page.close()
     (v,) = _votes(db_url)
     assert (v.rater_id, v.shown_choice) == ("carol", "b")
+
+
+# --- issue 20.6: a vote is enabled only once both sides were heard; export drops unheard votes -------------
+def _disabled(page, sel: str) -> bool:
+    return page.evaluate(f"document.querySelector('{sel}').disabled")
+
+
+def test_vote_unlocks_only_after_both_sides_heard_and_export_drops_unheard(tmp_path, browser_ctx):
+    renders = tmp_path / "renders"
+    build_demo_renders(renders, n_songs=1, pairs_per_song=2, seconds=3.0)  # 2 pairs of 3 s edits, no seams
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    with ServerThread(create_app(renders, db_url, SECRET, min_listen_s=1.0)) as srv:
+        page = browser_ctx.new_page()
+        page.goto(f"{srv.url}/?rater=gatekeeper")
+        page.wait_for_selector("#pair:not([hidden])", timeout=15_000)
+        assert "What to listen for" in page.locator("#guide").inner_text()
+        for sel in ("#vote-a", "#vote-b", "#vote-tie"):
+            assert _disabled(page, sel), f"{sel} enabled before anything was heard"
+        assert not _disabled(page, "#vote-skip")
+        assert "Listen to A and B" in page.locator("#gate").inner_text()
+        page.keyboard.press("a")  # the key is refused too
+        page.wait_for_timeout(300)
+        assert _votes(db_url) == []
+
+        page.click("#play-a")
+        page.wait_for_function("() => document.getElementById('audio-a').currentTime > 1.2", timeout=15_000)
+        page.evaluate("document.getElementById('audio-a').pause()")
+        assert _disabled(page, "#vote-a"), "enabled after hearing only A"
+        page.click("#play-b")
+        page.wait_for_function("() => !document.querySelector('#vote-a').disabled", timeout=15_000)
+        page.evaluate("document.getElementById('audio-b').pause()")
+        page.keyboard.press("b")
+        page.wait_for_function("() => document.querySelector('#progress').textContent.startsWith('This session: 1 vote ·')")
+        # the next pair starts locked again
+        page.wait_for_function("() => document.querySelector('#vote-a').disabled")
+
+        # a client that ignores the page (a script) can still post a vote with 0.2 s heard: the export drops it
+        status = page.evaluate("""async () => {
+            const n = await (await fetch('/api/next?n=1')).json();
+            const r = await fetch('/api/vote', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                body: JSON.stringify({token: n.items[0].token, choice: 'a', listened_a: 0.2, listened_b: 0.2})});
+            return r.status; }""")
+        assert status == 201
+        page.close()
+
+    votes = _votes(db_url)
+    assert [v.shown_choice for v in votes] == ["b", "a"]
+    assert min(votes[0].listened_a, votes[0].listened_b) >= 1.0  # the server stored what the page measured
+    out = tmp_path / "human_pairs.parquet"
+    rep = export_votes(db_url, out, min_listened_s=1.0)
+    assert (rep.exported, rep.dropped_unheard) == (1, 1)
+    assert len(pd.read_parquet(out)) == 1
+    everything = export_votes(db_url, tmp_path / "all.parquet", min_listened_s=0)
+    assert (everything.exported, everything.dropped_unheard) == (2, 0)

@@ -35,7 +35,7 @@ def _moved_params() -> tuple[dict, Config]:
         data=dataclasses.replace(cfg.data, corpus_dir="d2/corpus", audio_dir="d2/corpus/audio"),
         stems=dataclasses.replace(cfg.stems, cache_dir="d2/stems"),
         features=dataclasses.replace(cfg.features, out_dir="d2/features"),
-        preferences=dataclasses.replace(cfg.preferences, out_dir="d2/prefs"),
+        preferences=dataclasses.replace(cfg.preferences, out_dir="d2/prefs", human_votes_path="d2/votes/human.parquet"),
         reward=dataclasses.replace(cfg.reward, out_dir="a2/reward"),
         rlhf=dataclasses.replace(cfg.rlhf, out_dir="a2/rlhf"),
         evaluate=dataclasses.replace(cfg.evaluate, out_dir="a2/evaluate"))

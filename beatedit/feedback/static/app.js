@@ -3,7 +3,7 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const audio = { a: $("audio-a"), b: $("audio-b") };
-  const state = { item: null, strength: null, sessionVotes: 0, active: "a", busy: false, progress: null };
+  const state = { item: null, strength: null, sessionVotes: 0, active: "a", busy: false, progress: null, votesOpen: false };
   window.beateditFeedback = state; // for debugging / tests: read-only view of the page state
 
   function status(msg) { $("status").textContent = msg || ""; }
@@ -76,6 +76,35 @@
     return Math.round(s * 1000) / 1000;
   }
 
+  // --- listening gate (issue 20.6): A / B / tie unlock once each side was heard past its first
+  // seam (+ margin) or for min(min_listen_s, heard_fraction x its length) seconds. Skip never waits.
+  function heardPastSeam(el, seams, margin) {
+    if (!seams || !seams.length) return false;
+    const need = seams[0] + margin;
+    const end = isFinite(el.duration) ? Math.min(need, el.duration - 0.05) : need;
+    for (let i = 0; i < el.played.length; i++) if (el.played.end(i) >= end) return true;
+    return false;
+  }
+
+  function sideHeard(side) {
+    const L = state.item && state.item.listen;
+    if (!L || !(L.min_listen_s > 0)) return true;
+    const el = audio[side], info = L[side] || {};
+    const dur = isFinite(el.duration) && el.duration > 0 ? el.duration : info.duration;
+    const need = dur ? Math.min(L.min_listen_s, L.heard_fraction * dur) : L.min_listen_s;
+    return listened(el) + 1e-6 >= need || heardPastSeam(el, info.seams, L.seam_margin_s);
+  }
+
+  function votesOpen() { return sideHeard("a") && sideHeard("b"); }
+
+  function updateGate() {
+    const open = votesOpen();
+    for (const id of ["vote-a", "vote-b", "vote-tie"]) $(id).disabled = state.busy || !open;
+    const todo = ["a", "b"].filter((s) => !sideHeard(s)).map((s) => s.toUpperCase());
+    $("gate").textContent = open ? "" : `Listen to ${todo.join(" and ")} past the first seam (or ${state.item.listen.min_listen_s} s) to vote.`;
+    state.votesOpen = open;
+  }
+
   function setStrength(k) {
     state.strength = state.strength === k ? null : k;
     document.querySelectorAll(".strength button").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.strength) === state.strength)));
@@ -104,11 +133,17 @@
     audio.a.src = item.audio.a;
     audio.b.src = item.audio.b;
     audio.a.load(); audio.b.load();
+    const orig = $("audio-original");
+    orig.pause();
+    if (item.audio.original) { orig.src = item.audio.original; $("original-box").hidden = false; }
+    else { orig.removeAttribute("src"); $("original-box").hidden = true; }
     showOnly("pair");
+    updateGate();
   }
 
   async function vote(choice) {
     if (!state.item || state.busy) return;
+    if (choice !== "skip" && !votesOpen()) { updateGate(); status("Listen to both edits first."); return; }
     state.busy = true;
     document.querySelectorAll(".choices button").forEach((b) => { b.disabled = true; });
     try {
@@ -133,7 +168,8 @@
       status(`vote not saved (network): ${e.message}`);
     } finally {
       state.busy = false;
-      document.querySelectorAll(".choices button").forEach((b) => { b.disabled = false; });
+      $("vote-skip").disabled = false;
+      if (state.item) updateGate();
     }
   }
 
@@ -159,7 +195,9 @@
   document.querySelectorAll(".choices button").forEach((b) => b.addEventListener("click", () => vote(b.dataset.choice)));
   $("play-both").addEventListener("click", playBoth);
   $("switch").addEventListener("click", switchSide);
-  for (const s of ["a", "b"]) audio[s].addEventListener("play", () => { setActive(s); audio[other(s)].pause(); });
+  for (const s of ["a", "b"]) audio[s].addEventListener("play", () => { setActive(s); audio[other(s)].pause(); $("audio-original").pause(); });
+  for (const s of ["a", "b"]) for (const ev of ["timeupdate", "pause", "ended", "loadedmetadata"]) audio[s].addEventListener(ev, () => { if (state.item) updateGate(); });
+  $("audio-original").addEventListener("play", () => { audio.a.pause(); audio.b.pause(); });
   $("login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const r = await api("/api/session", { method: "POST", body: JSON.stringify({ token: $("login-token").value }) });
