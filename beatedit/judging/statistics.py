@@ -108,13 +108,14 @@ def promotion_decision(vs_champion: WinRate | None, vs_floor: WinRate, margin: f
 # ----------------------------------------------------------------------------- editors head to head
 def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[float]], editors: dict[str, Callable[[SongAnalysis, float], Any]],
                      score: Callable[[SongAnalysis, Any, float], dict[str, float]],
-                     learned: Callable[[list[tuple[np.ndarray, np.ndarray]]], np.ndarray] | None = None,
+                     learned: Callable[[list[tuple[np.ndarray, np.ndarray, float]]], np.ndarray] | None = None,
                      progress: bool = True) -> "pd.DataFrame":
     """One row per (song, target, editor): listener (gold) scores, dense components, learned reward, edit statistics.
 
     ``targets[song_id]`` lists the edit targets to try on that song. ``score(song, edit,
     target)`` returns the listener's and dense reward's components (the caller binds audio
-    and configs); ``learned`` scores (features, beat_actions) pairs in one batch when given.
+    and configs); ``learned`` scores (features, beat_actions, target) items in one batch when given: with the
+    target, as PPO's terminal reward scores its episodes, so ``learned_reward`` is the reward the policy optimised.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -129,7 +130,7 @@ def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[
                 row.update(edit_stats(song, edit.output_beats, edit.edl.duration, target, edit.beat_actions))
                 row["edl"] = edit.edl.to_json()
                 rows.append(row)
-                items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64)))
+                items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64), float(target)))
     df = pd.DataFrame(rows)
     if learned is not None and len(df):
         df["learned_reward"] = learned(items)

@@ -207,3 +207,30 @@ def test_monitor_targets_follow_the_evaluation_protocol_unless_fixed():
     fixed = tiny_cfg()  # eval_targets=(0.6,)
     assert monitor_targets(songs, fixed) == (0.6,)
     assert monitor_jobs(songs, (0.6,)) == [(s, 0.6) for s in songs]
+
+
+
+# ----------------------------------------------------------------------------- the evaluation's learned reward
+def test_evaluation_learned_reward_is_scored_with_the_target_as_ppo_scores_it():
+    """``learned_reward`` in metrics/eval.json is the reward PPO optimised: the reward model sees each edit's target
+    (compare_editors = evaluate_editors + learned_scorer; PPO's terminal reward = score_learned with the target)."""
+    from beatedit.judging.statistics import evaluate_editors
+    from models.heldout import editors_for, learned_scorer, song_targets
+    from models.ppo_monitor import score_learned
+    from models.reward_model import score_batch
+
+    cfg = tiny_cfg()
+    songs = {s.song_id: s for s in (rl_song(seed=1, song_id="a"), rl_song(seed=2, song_id="b"))}
+    model, norm = tiny_reward_model(), RewardNormalizer(mean=0.1, std=2.0)
+    eds = {k: v for k, v in editors_for(cfg).items() if k in ("heuristic", "search", "fade")}  # deterministic editors
+    df = evaluate_editors(list(songs.values()), song_targets(list(songs.values()), cfg, 0, 2), eds,
+                          lambda song, edit, target: {}, learned_scorer(model, norm), progress=False)
+    with_target, without = [], []
+    for row in df.itertuples(index=False):
+        song = songs[row.song_id]
+        actions = eds[row.editor](song, row.target_ratio).beat_actions
+        with_target.append(norm(score_learned(model, [(song, actions, row.target_ratio)], "cpu", 8))[0])
+        without.append(norm(score_batch(model, [(song.features, actions)], "cpu", 8))[0])
+    assert len(df) == 12
+    assert np.allclose(df.learned_reward, with_target, atol=1e-5)
+    assert not np.allclose(df.learned_reward, without, atol=1e-5)  # the target changes the score: the test can fail
