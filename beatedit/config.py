@@ -409,7 +409,7 @@ class PreferencesConfig:
     weight_tail_fade: float = 1.5  # the song from its start, faded out near the target (0-15 points off): pairs that differ in length alone
     weight_policy: float = 1.0  # samples from a trained policy (only when a sampler is passed)
     ood_kinds: list[str] = field(default_factory=lambda: ["over_loop"])  # kinds held out of training: pairs touching them are marked ood and used only for evaluation
-    split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])  # train / validation / test share of songs
+    split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])  # train / validation / promotion share of songs
     split_seed: int = 2024  # split = hash(song_id, split_seed); changing it reshuffles songs, never pairs
     use_listener_noise: bool = True  # true: choice ~ Bernoulli(P_BT) from listener.prefer; false: choice = gold ordering
     human_votes_path: str | None = "data/feedback/human_pairs.parquet"  # merged when the file exists (source=human); null = never
@@ -482,7 +482,7 @@ class RewardConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     out_dir: str = "artifacts/evaluate"  # the evaluate stage's output: results.parquet, decision.json, renders/
-    split: Literal["test", "validation"] = "test"  # which held-out songs the evaluate stage scores
+    split: Literal["promotion", "validation"] = "promotion"  # which held-out songs of the main corpus the evaluate stage scores (the promotion decision's); the frozen test set is the report's alone
     n_bootstrap: int = 2000  # bootstrap resamples (over songs) for win-rate confidence intervals
     targets_per_song: int = 3  # edit targets per held-out song, spread over [env.target_min, env.target_max]
     n_render_examples: int = 3  # songs whose original / heuristic / candidate renders are logged to MLflow

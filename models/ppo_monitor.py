@@ -37,7 +37,7 @@ def monitor_jobs(songs: Sequence[SongAnalysis], targets: Targets) -> list[tuple[
 def monitor_targets(songs: Sequence[SongAnalysis], cfg: Config) -> Targets:
     """The monitor's edit targets: ``rlhf.eval_targets`` if set, else the held-out evaluation's protocol
     (``evaluate.targets_per_song`` per song, spread over the env's target range), so that the checkpoint
-    chosen on validation is chosen on the same kind of jobs the test songs are scored on."""
+    chosen on validation is chosen on the same kind of jobs the promotion and frozen test songs are scored on."""
     if cfg.rlhf.eval_targets:
         return tuple(cfg.rlhf.eval_targets)
     return song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)

@@ -19,10 +19,14 @@ from tasks.reward import load_songs
 
 
 def songs_by_split(cfg: Config) -> dict[str, list[SongAnalysis]]:
-    """Train / validation / test songs, as the preferences stage split them (by song id, never by pair)."""
+    """Train / validation / promotion songs, as the preferences stage split them (by song id, never by pair).
+    A splits.csv written before the rename calls the promotion split "test": read as "promotion"."""
+    from beatedit.preferences.pairs import LEGACY_SPLITS, SPLITS
+
     splits = pd.read_csv(StagePaths.from_config(cfg).splits_table)
+    splits["split"] = splits["split"].replace(LEGACY_SPLITS)
     songs = load_songs(cfg, list(splits["song_id"]))
-    return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in ("train", "validation", "test")}
+    return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in SPLITS}
 
 
 def mlflow_logger(prefix: str):
