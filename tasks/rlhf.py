@@ -192,8 +192,11 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
         atomic_write_text(plots / "overoptimization.csv", mon.to_csv(index=False))
         fig = curves_figure(mon.to_dict("records"), ["proxy_learned", "gold_listener", "kl_to_reference"], "over-optimisation monitor (validation songs)", x="kl_to_reference")
         tracking.log_figure(fig, "plots/overoptimization.png")
+        from beatedit.plots import proxy_gold_figure
+
+        tracking.log_figure(proxy_gold_figure(mon.to_dict("records")), "plots/proxy_vs_gold.png")
     else:
-        atomic_write_text(plots / "overoptimization.csv", pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(index=False))
+        atomic_write_text(plots / "overoptimization.csv", pd.DataFrame(columns=["update", "kl_to_reference", "proxy_learned", "gold_listener", "gold_search", "gold_fade", "gold_heuristic"]).to_csv(index=False))
     metrics = {"algorithm": cfg.rlhf.algorithm, **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
                **training_figures(cfg.rlhf.algorithm, result),
                **{(k if k.startswith("bc_") else f"bc_{k}"): v for k, v in bc_metrics.items() if isinstance(v, (int, float))}, **heldout,

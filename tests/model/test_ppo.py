@@ -234,3 +234,25 @@ def test_evaluation_learned_reward_is_scored_with_the_target_as_ppo_scores_it():
     assert len(df) == 12
     assert np.allclose(df.learned_reward, with_target, atol=1e-5)
     assert not np.allclose(df.learned_reward, without, atol=1e-5)  # the target changes the score: the test can fail
+
+
+def test_monitor_gold_uses_audio_seams_and_scores_the_strong_baselines_once():
+    """The monitor measures gold like the evaluation (seams on audio when the song's audio is there) and reads each
+    checkpoint against search and fade scored once on the same jobs."""
+    from models.ppo_monitor import MONITOR_BASELINES, baseline_golds, evaluate_policy, gold_score
+
+    cfg = tiny_cfg()
+    song = rl_song(seed=3, song_id="m")
+    rng = np.random.default_rng(0)
+    audio = {"m": (0.1 * rng.standard_normal(int(song.duration * cfg.audio.analysis_sr))).astype(np.float32)}
+    base = baseline_golds([song], (0.6,), cfg, audio=audio)
+    assert set(base) == set(MONITOR_BASELINES) >= {"search", "fade"} and all(len(v) == 1 for v in base.values())
+    from beatedit.editing.editors import edit_with
+
+    e = edit_with("search", song, 0.6, None, cfg.env, cfg.render.crossfade_ms)
+    assert base["search"][0] == pytest.approx(gold_score(song, e, 0.6, cfg, audio))
+    policy = make_policy(cfg)
+    with_audio = evaluate_policy(policy, None, None, None, [song], (0.6,), cfg, baselines=base, audio=audio)
+    without = evaluate_policy(policy, None, None, None, [song], (0.6,), cfg, baselines=base)
+    assert with_audio["audio_seams"] == 1.0 and without["audio_seams"] == 0.0
+    assert {"win_rate_vs_search", "win_rate_vs_fade"} <= set(with_audio)
