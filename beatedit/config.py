@@ -490,6 +490,31 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The final report (`make report`): a frozen test set no decision looks at, several seeds, a seeds x songs bootstrap.
+
+    Its two DVC stages (``frozen_testset``, ``report``) are not run by `make pipeline` (flows/pipeline.py)."""
+
+    data_dir: str = "data/frozen"  # the frozen test set: its own corpus/, stems/, features/ (the frozen_testset stage's output)
+    n_songs: int = 200  # generated songs in the frozen test set (same generator and data.corpus settings, another seed)
+    corpus_seed: int = 20261201  # generator seed of the frozen test set (the main corpus uses data.corpus.seed; they must differ)
+    seeds: tuple[int, ...] = (0, 1, 2)  # rlhf.seed of each reported policy; the one equal to rlhf.seed is the rlhf stage's own policy (not retrained)
+    targets_per_song: int = 1  # edit targets per frozen test song, spread over the env's target range (each item costs ~1 s of judge per editor)
+    best_of: tuple[int, ...] = (1, 8)  # N of the best-of-N editors (samples ranked by the reward model), when models.best_of is available
+    real_music: bool = True  # also score the real-music pieces (beatedit.corpus.realmusic) with the independent judge; skipped with its reason when unavailable
+    out_dir: str = "artifacts/report"  # the report stage's output: results.parquet, real_music.parquet, table.md, policies/
+    n_bootstrap: int = 2000  # seeds x songs bootstrap resamples for every CI of the report
+    seed: int = 13  # targets per song, the bootstrap and best-of-N sampling
+
+    def check(self) -> str | None:
+        if not self.seeds:
+            return "seeds must list at least one rlhf.seed"
+        if len(set(self.seeds)) != len(self.seeds):
+            return f"seeds must be distinct, got {list(self.seeds)}"
+        return None
+
+
+@dataclass(frozen=True)
 class PromoteConfig:
     auto: bool = True  # the evaluate stage promotes the candidate when it wins (else run `beatedit promote`)
     margin: float = 0.05  # the candidate must win >= 0.5 + margin against the champion, with CI lower bound > 0.5
@@ -556,6 +581,7 @@ class Config:
     rlhf: RLHFConfig = field(default_factory=RLHFConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     edit: EditConfig = field(default_factory=EditConfig)
 
@@ -724,6 +750,12 @@ RANGES: dict[str, Range] = {
     "evaluate.n_render_examples": NON_NEGATIVE,
     "evaluate.*": AT_LEAST_ONE,  # n_bootstrap, targets_per_song
     "promote.margin": Range(ge=0, lt=0.5),
+    "report.seeds": SEED,
+    "report.corpus_seed": SEED,
+    "report.seed": SEED,
+    "report.n_songs": Range(ge=2, le=100000),
+    "report.best_of": Range(ge=1, le=256),
+    "report.*": AT_LEAST_ONE,  # targets_per_song, n_bootstrap
     "ops.drift_tolerance_*": FRACTION,
     "edit.max_channel_samples": AT_LEAST_ONE,
 }

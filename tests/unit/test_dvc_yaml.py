@@ -14,7 +14,7 @@ from beatedit.devtools.import_graph import code_dep_problems, stage_closures, un
 from beatedit.paths import StagePaths, stage_metrics, stage_outs, stage_plots, stage_reads
 from tests.conftest import REPO
 
-STAGES = ["corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate"]
+STAGES = ["corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "frozen_testset", "report"]
 
 
 def _entries(items: list | None) -> list[str]:
@@ -38,7 +38,8 @@ def _moved_params() -> tuple[dict, Config]:
         preferences=dataclasses.replace(cfg.preferences, out_dir="d2/prefs"),
         reward=dataclasses.replace(cfg.reward, out_dir="a2/reward"),
         rlhf=dataclasses.replace(cfg.rlhf, out_dir="a2/rlhf"),
-        evaluate=dataclasses.replace(cfg.evaluate, out_dir="a2/evaluate"))
+        evaluate=dataclasses.replace(cfg.evaluate, out_dir="a2/evaluate"),
+        report=dataclasses.replace(cfg.report, data_dir="d2/frozen", out_dir="a2/report"))
     return json.loads(json.dumps(config_to_dict(moved))), moved  # tuples -> lists, as in YAML
 
 
@@ -86,3 +87,29 @@ def test_default_paths_are_the_pipelines_paths():
         "data/corpus/manifest.json", "data/stems", "data/features/index.parquet", "data/preferences/pairs.parquet",
         "data/preferences/splits.csv", "artifacts/reward/model.pt", "artifacts/rlhf/policy.pt", "artifacts/rlhf/reference.pt",
         "artifacts/rlhf_runs", "artifacts/evaluate/decision.json", "metrics/eval.json", "plots/eval", "data/feedback/human_pairs.parquet"]
+
+
+def test_make_pipeline_never_runs_the_report_stages():
+    """The frozen test set is looked at by the final report only: `make pipeline` (flows.pipeline) skips its stages."""
+    from beatedit.paths import REPORT_STAGES
+    from flows.pipeline import dvc_stages
+
+    stages = dvc_stages(REPO / "dvc.yaml")
+    assert set(REPORT_STAGES) <= set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert stages == STAGES[:7] and not set(stages) & set(REPORT_STAGES)
+    assert "dvc repro report" in (REPO / "Makefile").read_text()
+
+
+def test_frozen_test_set_overrides_move_every_output_away_from_the_main_corpus():
+    from beatedit.paths import frozen_testset_overrides
+
+    cfg = load_config(REPO / "params.yaml")
+    frozen = load_config(REPO / "params.yaml", frozen_testset_overrides(cfg))
+    main, other = StagePaths.from_config(cfg), StagePaths.from_config(frozen)
+    for name in ("corpus_dir", "audio_dir", "stems_dir", "features_dir", "metrics_dir", "plots_dir"):
+        assert str(getattr(other, name)).startswith(cfg.report.data_dir), name
+        assert getattr(other, name) != getattr(main, name)
+    assert frozen.data.corpus.seed == cfg.report.corpus_seed != cfg.data.corpus.seed
+    assert frozen.data.corpus.n_songs == cfg.report.n_songs >= 200
+    with pytest.raises(Exception, match="report.corpus_seed must differ from data.corpus.seed"):
+        frozen_testset_overrides(load_config(REPO / "params.yaml", [f"report.corpus_seed={cfg.data.corpus.seed}"]))
