@@ -12,9 +12,10 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import apply_torch_threads, load_stage_config, stage_main
+from flows.errors import StageFailed
 from flows.rlhf import _device
 from tasks import tracking
-from tasks.report import (frozen_rows_task, frozen_songs_task, real_music_task, save_seed_policy_task, seed_config,
+from tasks.report import (FrozenTestSetMissing, frozen_rows_task, frozen_songs, frozen_songs_task, real_music_task, save_seed_policy_task, seed_config,
                           stage_policy_task, write_report_task)
 from tasks.rlhf import bc_task, dpo_task, ppo_task, songs_by_split
 
@@ -23,11 +24,15 @@ from tasks.rlhf import bc_task, dpo_task, ppo_task, songs_by_split
 def report(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Train report.seeds policies (rlhf stage code), score them on the frozen test set; write metrics/report.json."""
     cfg = load_stage_config(params, overrides)
+    try:
+        frozen_songs(cfg)  # before any training: the frozen test set must be there
+    except FrozenTestSetMissing as exc:
+        raise StageFailed(str(exc)) from None
     apply_torch_threads(cfg)
     device = _device(cfg)
     trainers = {"ppo": ppo_task, "dpo": dpo_task}
     with tracking.stage_run("report", cfg, list(overrides), tags={"algorithm": cfg.rlhf.algorithm}):
-        songs = frozen_songs_task(cfg)  # fails early when the frozen test set is missing
+        songs = frozen_songs_task(cfg)
         split = songs_by_split(cfg)
         policies: dict[int, object] = {}
         for seed in cfg.report.seeds:

@@ -22,16 +22,25 @@ def seed_config(params: str, overrides: list[str] | tuple[str, ...], seed: int) 
     return load_config(params, [*overrides, f"rlhf.seed={seed}", f"rlhf.out_dir={out}"])
 
 
-@task(name="frozen-test-songs")
-def frozen_songs_task(cfg: Config) -> list[SongAnalysis]:
-    """Every song of the frozen test set (report.data_dir/features)."""
+class FrozenTestSetMissing(FileNotFoundError):
+    """The frozen test set has not been built (the frozen_testset stage)."""
+
+
+def frozen_songs(cfg: Config) -> list[SongAnalysis]:
+    """Every song of the frozen test set (report.data_dir/features); ``FrozenTestSetMissing`` names the file when not built."""
     feats = StagePaths.from_config(cfg).frozen_features_dir
     index = feats / "index.parquet"
     if not index.exists():
-        raise FileNotFoundError(f"{index}: the frozen test set is not built; run `dvc repro frozen_testset` (or `make report`)")
+        raise FrozenTestSetMissing(f"{index}: the frozen test set is not built (report.data_dir); run `dvc repro frozen_testset` "
+                                   "(or `make report`)")
     ids = sorted(pd.read_parquet(index)["song_id"])
-    songs = [SongAnalysis.load(feats / f"{sid}.npz") for sid in ids]
-    get_run_logger().info("frozen test set: %d songs from %s", len(songs), feats)
+    return [SongAnalysis.load(feats / f"{sid}.npz") for sid in ids]
+
+
+@task(name="frozen-test-songs")
+def frozen_songs_task(cfg: Config) -> list[SongAnalysis]:
+    songs = frozen_songs(cfg)
+    get_run_logger().info("frozen test set: %d songs from %s", len(songs), StagePaths.from_config(cfg).frozen_features_dir)
     return songs
 
 
@@ -78,9 +87,11 @@ def real_music_task(cfg: Config, policies: dict[int, object]) -> tuple[pd.DataFr
     if not cfg.report.real_music:
         return None, "report.real_music is false"
     folder = StagePaths.from_config(cfg).report_dir / "real_music"
+    import subprocess
+
     try:
         pieces = build_real_music(folder)
-    except RealMusicUnavailable as exc:
+    except (RealMusicUnavailable, OSError, subprocess.SubprocessError) as exc:  # no synthesiser / soundfont, or it failed
         get_run_logger().warning("real music skipped: %s", exc)
         return None, str(exc)
     songs, bad = [], []

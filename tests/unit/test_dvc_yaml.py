@@ -113,3 +113,11 @@ def test_frozen_test_set_overrides_move_every_output_away_from_the_main_corpus()
     assert frozen.data.corpus.n_songs == cfg.report.n_songs >= 200
     with pytest.raises(Exception, match="report.corpus_seed must differ from data.corpus.seed"):
         frozen_testset_overrides(load_config(REPO / "params.yaml", [f"report.corpus_seed={cfg.data.corpus.seed}"]))
+
+
+def test_report_refuses_a_missing_frozen_test_set_naming_the_file(tmp_path):
+    from tasks.report import FrozenTestSetMissing, frozen_songs
+
+    cfg = load_config(REPO / "params.yaml", [f"report.data_dir={tmp_path / 'frozen'}"])
+    with pytest.raises(FrozenTestSetMissing, match=r"frozen/features/index.parquet: the frozen test set is not built"):
+        frozen_songs(cfg)
