@@ -500,6 +500,7 @@ class ReportConfig:
     corpus_seed: int = 20261201  # generator seed of the frozen test set (the main corpus uses data.corpus.seed; they must differ)
     seeds: tuple[int, ...] = (0, 1, 2)  # rlhf.seed of each reported policy; the one equal to rlhf.seed is the rlhf stage's own policy (not retrained)
     targets_per_song: int = 1  # edit targets per frozen test song, spread over the env's target range (each item costs ~1 s of judge per editor)
+    judge_songs: int = 100  # frozen songs (the first N by id) also scored by the independent judge (~1-3 s per edit: the report's main cost); 0 = all
     best_of: tuple[int, ...] = (1, 8)  # N of the best-of-N editors (samples ranked by the reward model), when models.best_of is available
     real_music: bool = True  # also score the real-music pieces (beatedit.corpus.realmusic) with the independent judge; skipped with its reason when unavailable
     out_dir: str = "artifacts/report"  # the report stage's output: results.parquet, real_music.parquet, table.md, policies/
@@ -754,6 +755,7 @@ RANGES: dict[str, Range] = {
     "report.corpus_seed": SEED,
     "report.seed": SEED,
     "report.n_songs": Range(ge=2, le=100000),
+    "report.judge_songs": NON_NEGATIVE,
     "report.best_of": Range(ge=1, le=256),
     "report.*": AT_LEAST_ONE,  # targets_per_song, n_bootstrap
     "ops.drift_tolerance_*": FRACTION,

@@ -47,14 +47,16 @@ def batched_best_of_editor(policy: ActorCritic, reward_model: Any, songs: Sequen
 def frozen_report_rows(songs: Sequence[SongAnalysis], cfg: Config, policies: Mapping[int, ActorCritic],
                        reward_model: Any, normalizer: Any, progress: bool = True) -> pd.DataFrame:
     """Rows of every (song, target, editor) on the frozen test set: each seed's policy and the baselines under the
-    listener (gold, audio seams) and the independent judge; best-of-N per seed and N under the listener; the learned
+    listener (gold, audio seams) and, on the first ``report.judge_songs`` songs, the independent judge; best-of-N per seed and N under the listener; the learned
     reward (with the target) for all."""
     targets = song_targets(songs, cfg, cfg.report.seed, cfg.report.targets_per_song)
     base = editors_for(cfg, seed=cfg.report.seed)
     eds: dict[str, Any] = {seed_editor(s): batched_policy_editor(p, songs, targets, cfg) for s, p in policies.items()}
     eds.update({k: base[k] for k in BASELINES})
     learned = learned_scorer(reward_model, normalizer, cfg.reward.score_batch_size)
-    judged = evaluate_editors(songs, targets, eds, scorer(cfg, judge=True), learned, progress=progress)
+    n_judged = cfg.report.judge_songs or len(songs)  # the judge is the report's main cost: the first N songs get it
+    judged = pd.concat([evaluate_editors(part, targets, eds, scorer(cfg, judge=judge), learned, progress=progress)
+                        for part, judge in ((songs[:n_judged], True), (songs[n_judged:], False)) if part], ignore_index=True)
     best = {best_of_editor(s, n): batched_best_of_editor(p, reward_model, songs, targets, n, cfg, seed=cfg.report.seed + s)
             for n in cfg.report.best_of for s, p in policies.items()}
     if not best:

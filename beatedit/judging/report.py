@@ -36,6 +36,8 @@ def report_summary(df: pd.DataFrame, seeds: Sequence[int], best_of: Sequence[int
     policy = {s: seed_editor(s) for s in seeds}
     out: dict[str, float] = {"n_seeds": float(len(seeds)), "n_songs": float(df.song_id.nunique()),
                              "n_items": float(df[df.editor == policy[seeds[0]]].shape[0])}
+    if "judge_total" in df.columns:
+        out["n_judged_songs"] = float(df.loc[df.editor == policy[seeds[0]]].dropna(subset=["judge_total"]).song_id.nunique())
     for prefix, key in JUDGES.items():
         if key in df.columns and df[key].notna().any():
             out.update({f"{prefix}_{k}": v for k, v in multi_seed_win_rates(df, policy, BASELINES, key, n_boot, seed).items()})
@@ -77,7 +79,8 @@ def markdown_table(metrics: dict[str, float], skipped: dict[str, str] | None = N
     """The report as a markdown table: win rates with their seeds x songs CIs, then what did not run and why."""
     rows = win_rate_rows(metrics)
     lines = [f"Policy of {int(metrics['n_seeds'])} seeds on {int(metrics['n_songs'])} frozen test songs "
-             f"({int(metrics['n_items'])} items per seed); 95% CI from a seeds x songs bootstrap.", "",
+             f"({int(metrics['n_items'])} items per seed; the independent judge on {int(metrics.get('n_judged_songs', 0))} of the songs); "
+             "95% CI from a seeds x songs bootstrap.", "",
              "| set, judge | vs | win rate | 95% CI |", "|---|---|---|---|"]
     lines += [f"| {r.set} | {r.opponent} | {r.win_rate:.3f} | {r.ci_low:.3f} - {r.ci_high:.3f} |" for r in rows.itertuples()]
     if "best_of_gain_vs_search" in metrics:
