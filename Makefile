@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv pipeline test test-fast repro bench mlflow-ui clean-results help
+.PHONY: venv pipeline report test test-fast repro bench mlflow-ui clean-results help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,8 +34,14 @@ pipeline: venv  ## run the whole pipeline (dvc repro, stage by stage, under one 
 	@echo "  MLflow:   $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   then open http://127.0.0.1:5000"
 	@echo "  models:   registry names beatedit-reward / beatedit-policy, alias champion"
 
-repro: venv  ## plain dvc repro (no pipeline parent run)
-	$(BIN)/dvc repro
+report: venv  ## the final report (frozen test set, report.seeds, seeds x songs CIs): dvc repro of the report stages (~40 min; docs/rlhf.md)
+	$(BIN)/dvc repro report
+	@echo
+	@echo "Report: metrics/report.json, plots/report/win_rates.png, artifacts/report/table.md"
+	@cat $$($(BIN)/python -c "from beatedit.config import load_config; from beatedit.paths import StagePaths; print(StagePaths.from_config(load_config('params.yaml')).report_table)")
+
+repro: venv  ## plain dvc repro of the pipeline up to evaluate (no pipeline parent run; the report stages are `make report`)
+	$(BIN)/dvc repro evaluate
 
 test: venv  ## run the whole test suite (unit, data, model, integration): what CI runs
 	$(BIN)/python -m pytest

@@ -409,7 +409,7 @@ class PreferencesConfig:
     weight_tail_fade: float = 1.5  # the song from its start, faded out near the target (0-15 points off): pairs that differ in length alone
     weight_policy: float = 1.0  # samples from a trained policy (only when a sampler is passed)
     ood_kinds: list[str] = field(default_factory=lambda: ["over_loop"])  # kinds held out of training: pairs touching them are marked ood and used only for evaluation
-    split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])  # train / validation / test share of songs
+    split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])  # train / validation / promotion share of songs
     split_seed: int = 2024  # split = hash(song_id, split_seed); changing it reshuffles songs, never pairs
     use_listener_noise: bool = True  # true: choice ~ Bernoulli(P_BT) from listener.prefer; false: choice = gold ordering
     human_votes_path: str | None = "data/feedback/human_pairs.parquet"  # merged when the file exists (source=human); null = never
@@ -483,13 +483,39 @@ class RewardConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     out_dir: str = "artifacts/evaluate"  # the evaluate stage's output: results.parquet, decision.json, renders/
-    split: Literal["test", "validation"] = "test"  # which held-out songs the evaluate stage scores
+    split: Literal["promotion", "validation"] = "promotion"  # which held-out songs of the main corpus the evaluate stage scores (the promotion decision's); the frozen test set is the report's alone
     n_bootstrap: int = 2000  # bootstrap resamples (over songs) for win-rate confidence intervals
     targets_per_song: int = 3  # edit targets per held-out song, spread over [env.target_min, env.target_max]
     n_render_examples: int = 3  # songs whose original / heuristic / candidate renders are logged to MLflow
     seed: int = 11  # targets per song and the random editor
     listening_songs: int = 2  # held-out songs rendered into the listening set (<out_dir>/listening, served by `beatedit feedback serve`); 0 = none
     listening_pairs: int = 8  # at most this many candidate-vs-(champion, search, fade, heuristic) pairs in it, least reward-margin first
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The final report (`make report`): a frozen test set no decision looks at, several seeds, a seeds x songs bootstrap.
+
+    Its two DVC stages (``frozen_testset``, ``report``) are not run by `make pipeline` (flows/pipeline.py)."""
+
+    data_dir: str = "data/frozen"  # the frozen test set: its own corpus/, stems/, features/ (the frozen_testset stage's output)
+    n_songs: int = 200  # generated songs in the frozen test set (same generator and data.corpus settings, another seed)
+    corpus_seed: int = 20261201  # generator seed of the frozen test set (the main corpus uses data.corpus.seed; they must differ)
+    seeds: tuple[int, ...] = (0, 1, 2)  # rlhf.seed of each reported policy; the one equal to rlhf.seed is the rlhf stage's own policy (not retrained)
+    targets_per_song: int = 1  # edit targets per frozen test song, spread over the env's target range (each item costs ~1 s of judge per editor)
+    judge_songs: int = 100  # frozen songs (the first N by id) also scored by the independent judge (~1-3 s per edit: the report's main cost); 0 = all
+    best_of: tuple[int, ...] = (1, 8)  # N of the best-of-N editors (samples ranked by the reward model), when models.best_of is available
+    real_music: bool = True  # also score the real-music pieces (beatedit.corpus.realmusic) with the independent judge; skipped with its reason when unavailable
+    out_dir: str = "artifacts/report"  # the report stage's output: results.parquet, real_music.parquet, table.md, policies/
+    n_bootstrap: int = 2000  # seeds x songs bootstrap resamples for every CI of the report
+    seed: int = 13  # targets per song, the bootstrap and best-of-N sampling
+
+    def check(self) -> str | None:
+        if not self.seeds:
+            return "seeds must list at least one rlhf.seed"
+        if len(set(self.seeds)) != len(self.seeds):
+            return f"seeds must be distinct, got {list(self.seeds)}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -560,6 +586,7 @@ class Config:
     rlhf: RLHFConfig = field(default_factory=RLHFConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     edit: EditConfig = field(default_factory=EditConfig)
 
@@ -730,6 +757,13 @@ RANGES: dict[str, Range] = {
     "evaluate.listening_*": NON_NEGATIVE,
     "evaluate.*": AT_LEAST_ONE,  # n_bootstrap, targets_per_song
     "promote.margin": Range(ge=0, lt=0.5),
+    "report.seeds": SEED,
+    "report.corpus_seed": SEED,
+    "report.seed": SEED,
+    "report.n_songs": Range(ge=2, le=100000),
+    "report.judge_songs": NON_NEGATIVE,
+    "report.best_of": Range(ge=1, le=256),
+    "report.*": AT_LEAST_ONE,  # targets_per_song, n_bootstrap
     "ops.drift_tolerance_*": FRACTION,
     "ops.feedback_min_listened_s": Range(ge=0, le=600),
     "edit.max_channel_samples": AT_LEAST_ONE,

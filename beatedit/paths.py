@@ -15,7 +15,11 @@ from beatedit.config import Config
 
 #: the name of each stage's metrics file and plots folder (the contract: metrics/<stage>.json, evaluate -> eval)
 FILE_NAMES = {"corpus": "corpus", "stems": "stems", "features": "features", "preferences": "preferences",
-                 "reward": "reward", "rlhf": "rlhf", "evaluate": "eval"}
+                 "reward": "reward", "rlhf": "rlhf", "evaluate": "eval", "frozen_testset": "frozen_testset", "report": "report"}
+
+#: the stages of the final report (`make report`): `make pipeline` (flows/pipeline.py) never runs them, so no decision
+#: of the pipeline (training, checkpoints, tuning, promotion) can look at the frozen test set
+REPORT_STAGES = ("frozen_testset", "report")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class StagePaths:
     rlhf_dir: Path  # rlhf.out_dir
     rlhf_runs_dir: Path  # rlhf.runs_dir
     evaluate_dir: Path  # evaluate.out_dir
+    frozen_dir: Path  # report.data_dir: the frozen test set (corpus/, stems/, features/, metrics/)
+    report_dir: Path  # report.out_dir
     metrics_dir: Path  # metrics_dir
     plots_dir: Path  # plots_dir
 
@@ -42,6 +48,7 @@ class StagePaths:
                    features_dir=Path(cfg.features.out_dir), preferences_dir=Path(cfg.preferences.out_dir),
                    human_votes=Path(human) if human else None, reward_dir=Path(cfg.reward.out_dir), rlhf_dir=Path(cfg.rlhf.out_dir),
                    rlhf_runs_dir=Path(cfg.rlhf.runs_dir), evaluate_dir=Path(cfg.evaluate.out_dir),
+                   frozen_dir=Path(cfg.report.data_dir), report_dir=Path(cfg.report.out_dir),
                    metrics_dir=Path(cfg.metrics_dir), plots_dir=Path(cfg.plots_dir))
 
     # corpus: the generator writes audio/, stems/, truth/ under corpus_dir; both modes write the manifest
@@ -114,6 +121,27 @@ class StagePaths:
         """The listening set (pairs.json + renders) the feedback page serves by default."""
         return self.evaluate_dir / "listening"
 
+    # frozen test set and report
+    @property
+    def frozen_features_dir(self) -> Path:
+        return self.frozen_dir / "features"
+
+    @property
+    def report_results(self) -> Path:
+        return self.report_dir / "results.parquet"
+
+    @property
+    def report_real_music(self) -> Path:
+        return self.report_dir / "real_music.parquet"
+
+    @property
+    def report_table(self) -> Path:
+        return self.report_dir / "table.md"
+
+    @property
+    def report_policies(self) -> Path:
+        return self.report_dir / "policies"
+
     # metrics and plots
     def metrics(self, stage: str) -> Path:
         return self.metrics_dir / f"{FILE_NAMES[stage]}.json"
@@ -126,11 +154,25 @@ class StagePaths:
         return Path(stage_out) / "quarantine.json"
 
 
+def frozen_testset_overrides(cfg: Config) -> list[str]:
+    """``--set`` overrides that point the corpus, stems and features stages at the frozen test set: the same generator
+    and front end, another seed and song count, every output (metrics and plots too) under ``report.data_dir``."""
+    if cfg.report.corpus_seed == cfg.data.corpus.seed and cfg.data.use_generated_corpus:
+        from beatedit.config import ConfigError
+
+        raise ConfigError(f"params.yaml: report.corpus_seed must differ from data.corpus.seed ({cfg.data.corpus.seed}): "
+                          "the frozen test set would be the training corpus")
+    d = cfg.report.data_dir
+    return [f"data.corpus_dir={d}/corpus", f"data.audio_dir={d}/corpus/audio", "data.use_generated_corpus=true",
+            f"data.corpus.n_songs={cfg.report.n_songs}", f"data.corpus.seed={cfg.report.corpus_seed}",
+            f"stems.cache_dir={d}/stems", f"features.out_dir={d}/features", f"metrics_dir={d}/metrics", f"plots_dir={d}/plots"]
+
+
 def stage_outs(p: StagePaths) -> dict[str, list[str]]:
     """Each stage's DVC ``outs`` (what dvc.yaml must declare)."""
     return {"corpus": [str(p.corpus_dir)], "stems": [str(p.stems_dir)], "features": [str(p.features_dir)],
             "preferences": [str(p.preferences_dir)], "reward": [str(p.reward_dir)], "rlhf": [str(p.rlhf_dir)],
-            "evaluate": [str(p.evaluate_dir)]}
+            "evaluate": [str(p.evaluate_dir)], "frozen_testset": [str(p.frozen_dir)], "report": [str(p.report_dir)]}
 
 
 def stage_reads(p: StagePaths) -> dict[str, list[str]]:
@@ -139,7 +181,8 @@ def stage_reads(p: StagePaths) -> dict[str, list[str]]:
     feats, prefs, reward, rlhf = str(p.features_dir), str(p.preferences_dir), str(p.reward_dir), str(p.rlhf_dir)
     votes = [str(p.human_votes)] if p.human_votes is not None else []  # the human votes (a committed, possibly empty table): new votes re-run it
     return {"corpus": [], "stems": [corpus, audio], "features": [corpus, str(p.stems_dir), audio], "preferences": [feats, audio, *votes],
-            "reward": [feats, prefs], "rlhf": [feats, prefs, reward], "evaluate": [feats, prefs, reward, rlhf]}
+            "reward": [feats, prefs], "rlhf": [feats, prefs, reward], "evaluate": [feats, prefs, reward, rlhf],
+            "frozen_testset": [], "report": [str(p.frozen_dir), feats, prefs, reward, rlhf]}
 
 
 def stage_metrics(p: StagePaths) -> dict[str, list[str]]:
@@ -153,4 +196,5 @@ def stage_plots(p: StagePaths) -> dict[str, list[str]]:
             "reward": [str(p.plots("reward") / "history.csv")],
             "rlhf": [str(p.plots("rlhf") / "training.csv"), str(p.plots("rlhf") / "overoptimization.csv")],
             "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv"),
-                         str(p.plots("evaluate") / "editors.csv")]}
+                         str(p.plots("evaluate") / "editors.csv")],
+            "frozen_testset": [], "report": [str(p.plots("report") / "win_rates.csv"), str(p.plots("report") / "win_rates.png")]}

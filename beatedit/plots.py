@@ -147,3 +147,45 @@ def seams_figure(source: np.ndarray, edit: np.ndarray, sr: int, cues: dict, titl
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def win_rate_bars_figure(rows, title: str) -> plt.Figure:
+    """Horizontal bars of win rates with their CIs (``rows``: records with set, opponent, win_rate, ci_low, ci_high);
+    the 0.5 line is a tie with the opponent."""
+    rows = list(rows)
+    fig, ax = plt.subplots(figsize=(8, 0.4 * max(len(rows), 3) + 1.2))
+    ys = np.arange(len(rows))
+    rates = np.array([r["win_rate"] for r in rows], dtype=float)
+    err = np.array([[r["win_rate"] - r["ci_low"] for r in rows], [r["ci_high"] - r["win_rate"] for r in rows]], dtype=float)
+    ax.barh(ys, rates, xerr=err if len(rows) else None, capsize=3, color="tab:blue", alpha=0.8)
+    ax.set_yticks(ys, [f"{r['set']} vs {r['opponent']}" for r in rows])
+    ax.axvline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate of the policy (95% CI, seeds x songs bootstrap)")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def proxy_gold_figure(rows: list[dict], title: str = "over-optimisation monitor: proxy vs gold per evaluation") -> plt.Figure:
+    """Scatter of the learned reward (proxy) against the listener's gold, one point per monitor evaluation coloured by
+    update, with the strong baselines' gold (``gold_search``, ``gold_fade``: scored once on the same jobs) as lines."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    x = np.array([r.get("proxy_learned", np.nan) for r in rows], dtype=float)
+    y = np.array([r.get("gold_listener", np.nan) for r in rows], dtype=float)
+    c = np.array([r.get("update", r.get("epoch", i)) for i, r in enumerate(rows)], dtype=float)
+    sc = ax.scatter(x, y, c=c, cmap="viridis", s=25)
+    fig.colorbar(sc, ax=ax, label="update")
+    for name, style in (("gold_search", "r--"), ("gold_fade", "m:"), ("gold_heuristic", "k-.")):
+        v = [r[name] for r in rows if name in r]
+        if v:
+            ax.axhline(float(v[0]), color=style[0], ls=style[1:], lw=1, label=f"{name.removeprefix('gold_')} (gold)")
+    ax.set_xlabel("proxy: normalised learned reward of the greedy edits")
+    ax.set_ylabel("gold: listener total (audio seams)")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

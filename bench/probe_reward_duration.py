@@ -38,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reward", default="artifacts/reward/model.pt")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--splits", nargs="+", default=["validation", "test"])
+    ap.add_argument("--splits", nargs="+", default=["validation", "promotion"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.params)

@@ -4,7 +4,7 @@
 configured) into ``preferences.human_votes_path``, then run the whole pipeline
 (``flows.pipeline``: ``dvc repro`` stage by stage, so DVC's cache decides what re-runs); the
 evaluate stage promotes a better candidate (``promote.auto``). ``evaluate-champion``: score
-the registry's champion on the test songs and fail the flow run -- the alert -- when its
+the registry's champion on the promotion songs and fail the flow run -- the alert -- when its
 listener score or win rate against the heuristic fell below the last recorded figures by more
 than ``ops.drift_tolerance_*``. Both publish a Prefect artifact with their key figures and the
 MLflow run link. Schedules (cron + timezone) come from ``params.yaml``'s ``ops`` section.

@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
-from beatedit.paths import StagePaths  # noqa: E402
+from beatedit.paths import REPORT_STAGES, StagePaths  # noqa: E402
 from beatedit.summary import headline_table  # noqa: E402
 from flows.common import load_stage_config  # noqa: E402
 from flows.errors import StageFailed  # noqa: E402
@@ -34,8 +34,9 @@ from tasks import tracking  # noqa: E402
 
 
 def dvc_stages(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
-    """Stage names in dvc.yaml order (the file lists them upstream first)."""
-    return list(yaml.safe_load(Path(dvc_yaml).read_text())["stages"])
+    """The pipeline's stage names in dvc.yaml order (the file lists them upstream first): every stage but the final
+    report's (``REPORT_STAGES``: the frozen test set and the report, `make report`), which no pipeline run may look at."""
+    return [s for s in yaml.safe_load(Path(dvc_yaml).read_text())["stages"] if s not in REPORT_STAGES]
 
 
 def dvc_lock_busy(task_obj, task_run, state) -> bool:

@@ -42,12 +42,12 @@ def rlhf(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] = (
         primary = cfg.rlhf.algorithm
         other_policy = fresh_policy(reference) if cfg.rlhf.compare_algorithms else None
         result = trainers[primary](cfg, policy, reference, split["train"], split["validation"], device)
-        heldout = heldout_task(cfg, policy, reference, split["test"], primary)
+        heldout = heldout_task(cfg, policy, reference, split["promotion"], primary)
         other: dict = {}
         if other_policy is not None:
             second = "dpo" if primary == "ppo" else "ppo"
             other_result = trainers[second](cfg, other_policy, reference, split["train"], split["validation"], device)
-            other = training_figures(second, other_result) | heldout_task(cfg, other_policy, reference, split["test"], second,
+            other = training_figures(second, other_result) | heldout_task(cfg, other_policy, reference, split["promotion"], second,
                                                                           primary=False)
         registered = save_policy_task(cfg, policy, result, params, heldout, split)
         return rlhf_report_task(cfg, result, bc_metrics, heldout, registered, other)

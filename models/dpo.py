@@ -45,7 +45,7 @@ from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic, attach_reference, save_policy
 from models.policy_edit import decisions_from_beat_actions, replay_trajectories
-from models.ppo_monitor import baseline_golds, evaluate_policy, monitor_targets
+from models.ppo_monitor import audio_for, baseline_golds, evaluate_policy, monitor_targets
 
 LogFn = Callable[[dict, int], None]
 CheckpointFn = Callable[[Path, int], None]
@@ -209,7 +209,8 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
     opt = torch.optim.AdamW(policy.parameters(), lr=dc.lr, weight_decay=0.0)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     eval_targets = monitor_targets(eval_songs, cfg)
-    baselines = baseline_golds(eval_songs, eval_targets, cfg, seed=rl.seed) if eval_songs else {}
+    eval_audio = audio_for(eval_songs, cfg)  # gold with seams on audio, as the evaluation measures it
+    baselines = baseline_golds(eval_songs, eval_targets, cfg, seed=rl.seed, audio=eval_audio) if eval_songs else {}
     history: list[dict] = []
     best = {"gold": -np.inf, "epoch": -1, "path": None}
     best_state = None
@@ -220,10 +221,10 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
         if not eval_songs:
             return {}
         ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, eval_targets, cfg, device,
-                             baselines, rl.reward_batch_size)
+                             baselines, rl.reward_batch_size, eval_audio)
         pm = pair_metrics(policy, reference, replay, val, dc.beta, device, dc.batch_size)
         row = {"epoch": epoch, "step": step, **{k: v for k, v in ev.items() if k != "gold_per_job"},
-               "gold_heuristic": float(np.mean(baselines["heuristic"])),
+               **{f"gold_{name}": float(np.mean(g)) for name, g in baselines.items()},
                **{f"val_{k}": v for k, v in pm.items()}}
         history.append(row)
         if ev["gold"] > best["gold"]:

@@ -105,7 +105,9 @@ def judge_row(song: SongAnalysis, edit: Any, target: float, cache: dict[str, tup
 def learned_scorer(reward_model: Any, normalizer: Any, batch_size: int = 64):
     from models.reward_model import score_batch
 
-    def learned(items: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    def learned(items: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+        """Normalised learned reward of (features, beat actions, target) items: the target is part of what
+        PPO's terminal reward scores (``models.ppo_monitor.score_learned``), so it is part of this too."""
         return normalizer(score_batch(reward_model, items, "cpu", batch_size))
 
     return learned

@@ -4,6 +4,13 @@ Optimising a learned reward eventually raises the proxy while the true preferenc
 (Gao et al. 2022). So, every few updates, greedy edits of validation songs are scored by
 the learned reward (proxy), the simulated listener (gold) and their KL to the reference;
 the policy with the best gold is the one kept. PPO and DPO share these functions.
+
+Gold is measured as the evaluation measures it: the listener with seams on the rendered audio
+(``audio_for``; a song whose source file is missing -- synthetic test songs -- falls back to
+feature seams, and the row's ``audio_seams`` says which share had audio), on the evaluation's
+target protocol (``monitor_targets``). The strong baselines (search, fade) and the heuristic and
+random editors are scored once, at the start, on the same jobs, so every checkpoint's gold is
+read against them (``gold_<editor>``, ``win_rate_vs_<editor>``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from beatedit.audio.io import load_mono
 from beatedit.audio.song import SongAnalysis
 from beatedit.config import Config
 from beatedit.editing.editors import edit_with
@@ -37,10 +45,27 @@ def monitor_jobs(songs: Sequence[SongAnalysis], targets: Targets) -> list[tuple[
 def monitor_targets(songs: Sequence[SongAnalysis], cfg: Config) -> Targets:
     """The monitor's edit targets: ``rlhf.eval_targets`` if set, else the held-out evaluation's protocol
     (``evaluate.targets_per_song`` per song, spread over the env's target range), so that the checkpoint
-    chosen on validation is chosen on the same kind of jobs the test songs are scored on."""
+    chosen on validation is chosen on the same kind of jobs the promotion and frozen test songs are scored on."""
     if cfg.rlhf.eval_targets:
         return tuple(cfg.rlhf.eval_targets)
     return song_targets(songs, cfg, cfg.evaluate.seed, cfg.evaluate.targets_per_song)
+
+
+MONITOR_BASELINES = ("search", "fade", "heuristic", "random")  # scored once per run on the monitor's jobs
+
+
+def audio_for(songs: Sequence[SongAnalysis], cfg: Config) -> dict[str, np.ndarray]:
+    """Each song's mono audio at the analysis rate, for seams measured on rendered audio (songs without a source
+    file on disk are left out: their seams are judged from features)."""
+    return {s.song_id: load_mono(s.source_path, cfg.audio.analysis_sr) for s in songs if Path(s.source_path).is_file()}
+
+
+def gold_score(song: SongAnalysis, edit, target: float, cfg: Config, audio: Mapping[str, np.ndarray] | None) -> float:
+    """The listener's total as the evaluation computes it (seams on audio when the song's audio is given)."""
+    y = (audio or {}).get(song.song_id)
+    if y is None:
+        return float(score_edit(song, edit, target, cfg=cfg.listener)["total"])
+    return float(score_edit(song, edit, target, audio=y, sr=cfg.audio.analysis_sr, cfg=cfg.listener)["total"])
 
 
 def score_learned(reward_model, items: Sequence[tuple[SongAnalysis, np.ndarray, float]], device, batch_size: int) -> np.ndarray:
@@ -53,7 +78,7 @@ def score_learned(reward_model, items: Sequence[tuple[SongAnalysis, np.ndarray, 
 def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_model, normalizer,
                     songs: Sequence[SongAnalysis], targets: Targets, cfg: Config,
                     device: str | torch.device = "cpu", baselines: dict[str, list[float]] | None = None,
-                    reward_batch_size: int = 64) -> dict:
+                    reward_batch_size: int = 64, audio: Mapping[str, np.ndarray] | None = None) -> dict:
     """Greedy edits of every (song, target): proxy (normalised learned reward), gold (listener total),
     dense total, KL to the reference (summed exact KL along the path), and -- when ``baselines``
     (gold scores of other editors on the same jobs, in the same order) are given -- win rates."""
@@ -62,8 +87,9 @@ def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_m
         return {}
     res = edit_songs(policy, [s for s, _ in jobs], [t for _, t in jobs], cfg.env, greedy=True, reference=reference,
                      render_cfg=cfg.render, device=device)
-    gold = np.array([score_edit(s, r.edit, t, cfg=cfg.listener)["total"] for (s, t), r in zip(jobs, res)])
+    gold = np.array([gold_score(s, r.edit, t, cfg, audio) for (s, t), r in zip(jobs, res)])
     out = {"gold": float(gold.mean()), "kl": float(np.mean([r.kl for r in res])),
+           "audio_seams": float(np.mean([s.song_id in (audio or {}) for s, _ in jobs])),
            "decisions": float(np.mean([r.n_decisions for r in res])),
            "ratio_error": float(np.mean([abs(r.edit.duration / s.duration - t) for (s, t), r in zip(jobs, res)]))}
     if reward_model is not None:
@@ -77,14 +103,17 @@ def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_m
     return out
 
 
-def baseline_golds(songs: Sequence[SongAnalysis], targets: Targets, cfg: Config, seed: int = 0) -> dict[str, list[float]]:
-    """Listener totals of the heuristic and random editors on the (song, target) jobs of ``evaluate_policy``."""
+def baseline_golds(songs: Sequence[SongAnalysis], targets: Targets, cfg: Config, seed: int = 0,
+                   audio: Mapping[str, np.ndarray] | None = None,
+                   editors: Sequence[str] = MONITOR_BASELINES) -> dict[str, list[float]]:
+    """Listener totals (gold as ``evaluate_policy`` measures it) of the baseline editors -- the strong ones, search
+    and fade, and the heuristic and random -- on the (song, target) jobs of ``evaluate_policy``."""
     rng = np.random.default_rng(seed)
-    out: dict[str, list[float]] = {"heuristic": [], "random": []}
+    out: dict[str, list[float]] = {name: [] for name in editors}
     for s, t in monitor_jobs(songs, targets):
         for name in out:
             e = edit_with(name, s, t, rng=rng, cfg=cfg.env, crossfade_ms=cfg.render.crossfade_ms)
-            out[name].append(score_edit(s, e, t, cfg=cfg.listener)["total"])
+            out[name].append(gold_score(s, e, t, cfg, audio))
     return out
 
 
@@ -98,7 +127,8 @@ class PPOMonitor:
         self.policy, self.reference, self.reward_model, self.normalizer = policy, reference, reward_model, normalizer
         self.songs, self.cfg, self.device, self.ckpt_dir, self.log = list(songs), cfg, device, ckpt_dir, log
         self.targets = monitor_targets(self.songs, cfg)
-        self.baselines = baseline_golds(self.songs, self.targets, cfg, seed=cfg.rlhf.seed) if self.songs else {}
+        self.audio = audio_for(self.songs, cfg)
+        self.baselines = baseline_golds(self.songs, self.targets, cfg, seed=cfg.rlhf.seed, audio=self.audio) if self.songs else {}
         self.history: list[dict] = []
         self.best: dict = {"gold": -np.inf, "update": -1, "path": None}
         self.best_state: dict | None = None
@@ -112,12 +142,12 @@ class PPOMonitor:
     def __call__(self, update: int, global_step: int, kl_coef: float) -> dict:
         """Evaluate the policy now; record the row, keep it if it is the best so far, log ``eval/*``."""
         ev = evaluate_policy(self.policy, self.reference, self.reward_model, self.normalizer, self.songs, self.targets,
-                             self.cfg, self.device, self.baselines, self.cfg.rlhf.reward_batch_size)
+                             self.cfg, self.device, self.baselines, self.cfg.rlhf.reward_batch_size, self.audio)
         if not ev:
             return {}
         row = {"update": update, "global_step": global_step, "kl_coef": kl_coef,
                **{k: v for k, v in ev.items() if k != "gold_per_job"}}
-        row["gold_heuristic"] = float(np.mean(self.baselines["heuristic"]))
+        row.update({f"gold_{name}": float(np.mean(g)) for name, g in self.baselines.items()})
         self.history.append(row)
         if ev["gold"] > self.best["gold"]:
             self.best = {"gold": ev["gold"], "update": update, "path": None}

@@ -20,10 +20,14 @@ from tasks.reward import load_songs
 
 
 def songs_by_split(cfg: Config) -> dict[str, list[SongAnalysis]]:
-    """Train / validation / test songs, as the preferences stage split them (by song id, never by pair)."""
+    """Train / validation / promotion songs, as the preferences stage split them (by song id, never by pair).
+    A splits.csv written before the rename calls the promotion split "test": read as "promotion"."""
+    from beatedit.preferences.pairs import LEGACY_SPLITS, SPLITS
+
     splits = pd.read_csv(StagePaths.from_config(cfg).splits_table)
+    splits["split"] = splits["split"].replace(LEGACY_SPLITS)
     songs = load_songs(cfg, list(splits["song_id"]))
-    return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in ("train", "validation", "test")}
+    return {name: [songs[s] for s in sorted(splits.loc[splits["split"] == name, "song_id"])] for name in SPLITS}
 
 
 def prefixed(prefix: str, key: str) -> str:
@@ -222,10 +226,13 @@ def rlhf_report_task(cfg: Config, result: dict, bc_metrics: dict, heldout: dict,
         mon = mon.rename(columns={"kl": "kl_to_reference", "proxy": "proxy_learned", "gold": "gold_listener"})
         atomic_write_text(plots / "overoptimization.csv", mon.to_csv(index=False))
     else:
-        atomic_write_text(plots / "overoptimization.csv", pd.DataFrame({"kl_to_reference": [], "proxy_learned": [], "gold_listener": []}).to_csv(index=False))
+        atomic_write_text(plots / "overoptimization.csv", pd.DataFrame(columns=["update", "kl_to_reference", "proxy_learned", "gold_listener", "gold_search", "gold_fade", "gold_heuristic"]).to_csv(index=False))
     tracking.log_plots(cfg, [plots / "training.csv", plots / "overoptimization.csv"])  # the figures dvc.yaml defines, as PNG
+    if len(mon):
+        from beatedit.plots import proxy_gold_figure
+
+        tracking.log_figure(proxy_gold_figure(mon.to_dict("records")), "plots/proxy_vs_gold.png")
     metrics = rlhf_metrics(cfg.rlhf.algorithm, result, bc_metrics, registered["version"], other)
-    tracking.log_metrics({"heldout": heldout})
     tracking.write_metrics(paths.metrics("rlhf"), metrics)
     tracking.describe_run("rlhf", metrics, extra=f"- **held-out check of the registered policy (test songs, listener)**: "
                           f"{figures_text(heldout, tuple(k for k in heldout if not k.endswith(('_ci_low', '_ci_high'))))}"

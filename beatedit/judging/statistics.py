@@ -108,13 +108,14 @@ def promotion_decision(vs_champion: WinRate | None, vs_floor: WinRate, margin: f
 # ----------------------------------------------------------------------------- editors head to head
 def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[float]], editors: dict[str, Callable[[SongAnalysis, float], Any]],
                      score: Callable[[SongAnalysis, Any, float], dict[str, float]],
-                     learned: Callable[[list[tuple[np.ndarray, np.ndarray]]], np.ndarray] | None = None,
+                     learned: Callable[[list[tuple[np.ndarray, np.ndarray, float]]], np.ndarray] | None = None,
                      progress: bool = True) -> "pd.DataFrame":
     """One row per (song, target, editor): listener (gold) scores, dense components, learned reward, edit statistics.
 
     ``targets[song_id]`` lists the edit targets to try on that song. ``score(song, edit,
     target)`` returns the listener's and dense reward's components (the caller binds audio
-    and configs); ``learned`` scores (features, beat_actions) pairs in one batch when given.
+    and configs); ``learned`` scores (features, beat_actions, target) items in one batch when given: with the
+    target, as PPO's terminal reward scores its episodes, so ``learned_reward`` is the reward the policy optimised.
     """
     import pandas as pd
     from beatedit.progress import progress_bar
@@ -130,7 +131,7 @@ def evaluate_editors(songs: Sequence[SongAnalysis], targets: dict[str, Sequence[
                 row["edl"] = edit.edl.to_json()
                 row["beat_actions"] = [int(a) for a in edit.beat_actions]  # per source beat: the listening set's pairs need them
                 rows.append(row)
-                items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64)))
+                items.append((song.features, np.asarray(edit.beat_actions, dtype=np.int64), float(target)))
     df = pd.DataFrame(rows)
     if learned is not None and len(df):
         df["learned_reward"] = learned(items)
@@ -217,3 +218,49 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     i, j = np.triu_indices(len(a), k=1)
     s = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
     return float(s.mean()) if len(s) else 1.0
+
+
+# ----------------------------------------------------------------------------- several seeds (the final report)
+def seeds_songs_bootstrap(grid: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile CI of a [n_seeds, n_songs] grid (e.g. each seed's win rate per song), resampling seeds
+    and songs independently (two-way bootstrap): the CI holds both the seed-to-seed and the song-to-song spread.
+    A NaN cell (a seed that did not edit a song) is left out of its resample's mean."""
+    g = np.asarray(grid, dtype=np.float64)
+    if g.ndim != 2 or g.size == 0:
+        raise ValueError(f"seeds x songs bootstrap needs a non-empty 2-d grid, got shape {g.shape}")
+    if np.isnan(g).all():
+        raise ValueError("seeds x songs bootstrap of a grid with no values")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_songs = g.shape
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        means[b] = np.nanmean(g[np.ix_(rng.integers(0, n_seeds, n_seeds), rng.integers(0, n_songs, n_songs))])
+    means = means[~np.isnan(means)]
+    return float(np.nanmean(g)), float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def multi_seed_win_rates(df: "pd.DataFrame", seed_editors: dict[int, str], opponents: Sequence[str], key: str = "listener_total",
+                         n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Win rate of the policy (one editor per training seed, ``seed_editors``) against each opponent judged by ``key``,
+    per song averaged over its targets, with the seeds x songs bootstrap CI: ``win_rate_vs_<opp>`` (+ ``_ci_low`` /
+    ``_ci_high``) and, per seed, ``win_rate_vs_<opp>_seed<k>``. Opponents are the same items' other editors."""
+    import pandas as pd
+
+    piv = df.pivot_table(index=["song_id", "item"], columns="editor", values=key, aggfunc="first")
+    songs = sorted(piv.index.get_level_values(0).unique())
+    out: dict[str, float] = {}
+    for opp in opponents:
+        if opp not in piv.columns:
+            continue
+        grid = np.full((len(seed_editors), len(songs)), np.nan)
+        for i, (s, ed) in enumerate(seed_editors.items()):
+            if ed not in piv.columns:
+                continue
+            w = pd.Series(wins(piv[ed].to_numpy(), piv[opp].to_numpy()), index=piv.index)
+            w[piv[ed].isna().to_numpy() | piv[opp].isna().to_numpy()] = np.nan
+            per_song = w.groupby(level=0).mean()
+            grid[i] = per_song.reindex(songs).to_numpy()
+            out[f"win_rate_vs_{opp}_seed{s}"] = float(np.nanmean(grid[i]))
+        mean, lo, hi = seeds_songs_bootstrap(grid, n_boot=n_boot, seed=seed)
+        out.update({f"win_rate_vs_{opp}": mean, f"win_rate_vs_{opp}_ci_low": lo, f"win_rate_vs_{opp}_ci_high": hi})
+    return out

@@ -69,7 +69,8 @@ from beatedit.editing.search import search_decisions
 from beatedit.audio.song import SongAnalysis
 from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_REQUIRED, HUMAN_UNKNOWN
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "promotion")  # promotion: the champion/challenger decision's songs (was "test")
+LEGACY_SPLITS = {"test": "promotion"}  # splits.csv written before the rename
 Sampler = Callable[[SongAnalysis, float, np.random.Generator], Sequence[int]]
 
 
@@ -79,7 +80,7 @@ class PreferenceDataError(ValueError):
 
 # ----------------------------------------------------------------------------- split
 def split_of(song_id: str, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0) -> str:
-    """'train' | 'validation' | 'test' for one song, from sha256(f"{seed}:{song_id}") alone."""
+    """'train' | 'validation' | 'promotion' for one song, from sha256(f"{seed}:{song_id}") alone."""
     u = int(hashlib.sha256(f"{seed}:{song_id}".encode()).hexdigest()[:15], 16) / 16 ** 15
     edges = np.cumsum(fractions)
     for name, edge in zip(SPLITS, edges):

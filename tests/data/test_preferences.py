@@ -111,7 +111,7 @@ def test_pair_table_columns_and_values(songs):
     assert follows.mean() > 0.6
     m = preference_metrics(df)
     assert m["n_pairs"] == len(df) and m["pairs_source_simulated"] == len(df) and m["pairs_ood"] == len(songs) * 4
-    assert sum(m[f"songs_{s}"] for s in ("train", "validation", "test")) == len(songs)
+    assert sum(m[f"songs_{s}"] for s in ("train", "validation", "promotion")) == len(songs)
     # parquet round trip keeps everything the reward stage reads
     back = pd.read_parquet(_write(df))
     assert list(back.columns) == list(COLUMN_NAMES) and np.array_equal(np.asarray(back.actions_a[0]), np.asarray(df.actions_a[0]))

@@ -473,7 +473,7 @@ def test_export_maps_choices_merges_idempotently(server, renders, db_url, tmp_pa
     prefs = pytest.importorskip("beatedit.preferences.pairs")
     merged = prefs.merge_pairs([[]], out)
     assert len(merged) == 6 and set(merged["source"]) == {"human"} and set(merged["choice"]) <= {0.0, 1.0, 0.5}
-    assert set(merged["split"]) <= {"train", "validation", "test"} and tuple(merged.columns) == COLUMN_NAMES
+    assert set(merged["split"]) <= {"train", "validation", "promotion"} and tuple(merged.columns) == COLUMN_NAMES
     exported = pd.read_parquet(out)
     for c in COLUMN_NAMES:  # the stage keeps the export's values as they are (split aside: it is recomputed)
         if c != "split":

@@ -227,3 +227,29 @@ def test_bf16_log_probs_do_not_depend_on_the_batch_they_are_computed_in():
     assert (small - big).abs().max() < 1e-4
     assert small.dtype == big.dtype == torch.float32  # the heads run in float32 under autocast
     assert 1e-6 < (big - fp32).abs().max() < 1e-2  # bf16 really ran in the encoder, and stays close to float32
+
+
+def test_songs_by_split_names_the_third_split_promotion_and_reads_an_old_splits_csv(tmp_path):
+    """The evaluate stage decides promotions on the "promotion" split; a splits.csv from before the rename ("test") still loads."""
+    import dataclasses
+
+    import pandas as pd
+
+    from beatedit.config import Config
+    from tasks.rlhf import songs_by_split
+    from tests.rlhfkit import rl_song
+
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, out_dir=str(tmp_path / "features")),
+                              preferences=dataclasses.replace(cfg.preferences, out_dir=str(tmp_path / "prefs")))
+    (tmp_path / "features").mkdir()
+    (tmp_path / "prefs").mkdir()
+    for i, sid in enumerate(("a", "b", "c")):
+        rl_song(seed=i, song_id=sid).save(tmp_path / "features" / f"{sid}.npz")
+    pd.DataFrame({"song_id": ["a", "b", "c"]}).to_parquet(tmp_path / "features" / "index.parquet")
+    for third in ("promotion", "test"):
+        pd.DataFrame({"song_id": ["a", "b", "c"], "split": ["train", "validation", third]}).to_csv(tmp_path / "prefs" / "splits.csv", index=False)
+        split = songs_by_split(cfg)
+        assert set(split) == {"train", "validation", "promotion"}
+        assert [s.song_id for s in split["promotion"]] == ["c"] and [s.song_id for s in split["train"]] == ["a"]
+    assert cfg.evaluate.split == "promotion"

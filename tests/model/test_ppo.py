@@ -207,3 +207,52 @@ def test_monitor_targets_follow_the_evaluation_protocol_unless_fixed():
     fixed = tiny_cfg()  # eval_targets=(0.6,)
     assert monitor_targets(songs, fixed) == (0.6,)
     assert monitor_jobs(songs, (0.6,)) == [(s, 0.6) for s in songs]
+
+
+
+# ----------------------------------------------------------------------------- the evaluation's learned reward
+def test_evaluation_learned_reward_is_scored_with_the_target_as_ppo_scores_it():
+    """``learned_reward`` in metrics/eval.json is the reward PPO optimised: the reward model sees each edit's target
+    (compare_editors = evaluate_editors + learned_scorer; PPO's terminal reward = score_learned with the target)."""
+    from beatedit.judging.statistics import evaluate_editors
+    from models.heldout import editors_for, learned_scorer, song_targets
+    from models.ppo_monitor import score_learned
+    from models.reward_model import score_batch
+
+    cfg = tiny_cfg()
+    songs = {s.song_id: s for s in (rl_song(seed=1, song_id="a"), rl_song(seed=2, song_id="b"))}
+    model, norm = tiny_reward_model(), RewardNormalizer(mean=0.1, std=2.0)
+    eds = {k: v for k, v in editors_for(cfg).items() if k in ("heuristic", "search", "fade")}  # deterministic editors
+    df = evaluate_editors(list(songs.values()), song_targets(list(songs.values()), cfg, 0, 2), eds,
+                          lambda song, edit, target: {}, learned_scorer(model, norm), progress=False)
+    with_target, without = [], []
+    for row in df.itertuples(index=False):
+        song = songs[row.song_id]
+        actions = eds[row.editor](song, row.target_ratio).beat_actions
+        with_target.append(norm(score_learned(model, [(song, actions, row.target_ratio)], "cpu", 8))[0])
+        without.append(norm(score_batch(model, [(song.features, actions)], "cpu", 8))[0])
+    assert len(df) == 12
+    assert np.allclose(df.learned_reward, with_target, atol=1e-5)
+    assert not np.allclose(df.learned_reward, without, atol=1e-5)  # the target changes the score: the test can fail
+
+
+def test_monitor_gold_uses_audio_seams_and_scores_the_strong_baselines_once():
+    """The monitor measures gold like the evaluation (seams on audio when the song's audio is there) and reads each
+    checkpoint against search and fade scored once on the same jobs."""
+    from models.ppo_monitor import MONITOR_BASELINES, baseline_golds, evaluate_policy, gold_score
+
+    cfg = tiny_cfg()
+    song = rl_song(seed=3, song_id="m")
+    rng = np.random.default_rng(0)
+    audio = {"m": (0.1 * rng.standard_normal(int(song.duration * cfg.audio.analysis_sr))).astype(np.float32)}
+    base = baseline_golds([song], (0.6,), cfg, audio=audio)
+    assert set(base) == set(MONITOR_BASELINES) >= {"search", "fade"} and all(len(v) == 1 for v in base.values())
+    from beatedit.editing.editors import edit_with
+
+    e = edit_with("search", song, 0.6, None, cfg.env, cfg.render.crossfade_ms)
+    assert base["search"][0] == pytest.approx(gold_score(song, e, 0.6, cfg, audio))
+    policy = make_policy(cfg)
+    with_audio = evaluate_policy(policy, None, None, None, [song], (0.6,), cfg, baselines=base, audio=audio)
+    without = evaluate_policy(policy, None, None, None, [song], (0.6,), cfg, baselines=base)
+    assert with_audio["audio_seams"] == 1.0 and without["audio_seams"] == 0.0
+    assert {"win_rate_vs_search", "win_rate_vs_fade"} <= set(with_audio)

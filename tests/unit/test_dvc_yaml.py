@@ -14,7 +14,7 @@ from beatedit.devtools.import_graph import code_dep_problems, stage_closures, un
 from beatedit.paths import StagePaths, stage_metrics, stage_outs, stage_plots, stage_reads
 from tests.conftest import REPO
 
-STAGES = ["corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate"]
+STAGES = ["corpus", "stems", "features", "preferences", "reward", "rlhf", "evaluate", "frozen_testset", "report"]
 
 
 def _entries(items: list | None) -> list[str]:
@@ -38,7 +38,8 @@ def _moved_params() -> tuple[dict, Config]:
         preferences=dataclasses.replace(cfg.preferences, out_dir="d2/prefs", human_votes_path="d2/votes/human.parquet"),
         reward=dataclasses.replace(cfg.reward, out_dir="a2/reward"),
         rlhf=dataclasses.replace(cfg.rlhf, out_dir="a2/rlhf"),
-        evaluate=dataclasses.replace(cfg.evaluate, out_dir="a2/evaluate"))
+        evaluate=dataclasses.replace(cfg.evaluate, out_dir="a2/evaluate"),
+        report=dataclasses.replace(cfg.report, data_dir="d2/frozen", out_dir="a2/report"))
     return json.loads(json.dumps(config_to_dict(moved))), moved  # tuples -> lists, as in YAML
 
 
@@ -74,12 +75,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
 
 def plot_problems(dvc_yaml: dict) -> list[str]:
     """Why `dvc plots show` would draw something twice or unreadably: a file in a stage's ``plots:`` (DVC draws it
-    again with the default template, every column against the row number), a definition id or a (file, column)
-    drawn twice, a data plot without a template, title or named x / y axes, or an image declared twice."""
+    again with the default template, every column against the row number), a definition id or a (file, column) drawn
+    twice against the same x, a data plot without a template, title or named x / y axes, or an image declared twice."""
     problems = [f"stage {name}: plots: {_entries(st['plots'])} (declare plot files as outs with cache: false; draw them in the top-level plots)"
                 for name, st in dvc_yaml.get("stages", {}).items() if st.get("plots")]
     seen_ids: set[str] = set()
-    drawn: set[tuple[str, str]] = set()
+    drawn: set[tuple[str, str, str]] = set()  # (file, column, x): the same column against another x is another view
     for item in dvc_yaml.get("plots") or []:
         plot_id, props = (item, None) if isinstance(item, str) else next(iter(item.items()))
         if plot_id in seen_ids:
@@ -97,9 +98,9 @@ def plot_problems(dvc_yaml: dict) -> list[str]:
                 problems.append(f"plot {plot_id}: {key} {props[key]!r} names nothing")
         for file, columns in props["y"].items():
             for column in [columns] if isinstance(columns, str) else columns:
-                if (file, column) in drawn:
-                    problems.append(f"plot {plot_id}: {file} column {column} is already drawn by another plot")
-                drawn.add((file, column))
+                if (file, column, props.get("x")) in drawn:
+                    problems.append(f"plot {plot_id}: {file} column {column} is already drawn against {props.get('x')} by another plot")
+                drawn.add((file, column, props.get("x")))
     return problems
 
 
@@ -120,7 +121,8 @@ def test_plot_problems_catches_a_duplicate_and_a_missing_axis_title():
     assert [p.split(":")[0] for p in plot_problems(twice)] == ["stage reward", "plot grid.png"]
     unnamed = {k: v for k, v in good.items() if k != "y_label"}
     assert plot_problems({"plots": [{"loss": unnamed}]}) == ["plot loss: no y_label"]
-    assert plot_problems({"plots": [{"loss": good}, {"again": good}]}) == ["plot again: h.csv column loss is already drawn by another plot"]
+    assert plot_problems({"plots": [{"loss": good}, {"again": good}]}) == ["plot again: h.csv column loss is already drawn against epoch by another plot"]
+    assert plot_problems({"plots": [{"loss": good}, {"per_step": {**good, "x": "step", "x_label": "optimizer step"}}]}) == []
     assert plot_problems({"plots": [{"loss": good | {"y_label": "y"}}]}) == ["plot loss: y_label 'y' names nothing"]
     assert plot_problems({"plots": ["h.csv"]}) == ["plot h.csv: a data file without a definition (template, x, y, axis titles)"]
 
@@ -144,3 +146,37 @@ def test_default_paths_are_the_pipelines_paths():
         "data/corpus/manifest.json", "data/stems", "data/features/index.parquet", "data/preferences/pairs.parquet",
         "data/preferences/splits.csv", "artifacts/reward/model.pt", "artifacts/rlhf/policy.pt", "artifacts/rlhf/reference.pt",
         "artifacts/rlhf_runs", "artifacts/evaluate/decision.json", "metrics/eval.json", "plots/eval", "data/feedback/human_pairs.parquet"]
+
+
+def test_make_pipeline_never_runs_the_report_stages():
+    """The frozen test set is looked at by the final report only: `make pipeline` (flows.pipeline) skips its stages."""
+    from beatedit.paths import REPORT_STAGES
+    from flows.pipeline import dvc_stages
+
+    stages = dvc_stages(REPO / "dvc.yaml")
+    assert set(REPORT_STAGES) <= set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert stages == STAGES[:7] and not set(stages) & set(REPORT_STAGES)
+    assert "dvc repro report" in (REPO / "Makefile").read_text()
+
+
+def test_frozen_test_set_overrides_move_every_output_away_from_the_main_corpus():
+    from beatedit.paths import frozen_testset_overrides
+
+    cfg = load_config(REPO / "params.yaml")
+    frozen = load_config(REPO / "params.yaml", frozen_testset_overrides(cfg))
+    main, other = StagePaths.from_config(cfg), StagePaths.from_config(frozen)
+    for name in ("corpus_dir", "audio_dir", "stems_dir", "features_dir", "metrics_dir", "plots_dir"):
+        assert str(getattr(other, name)).startswith(cfg.report.data_dir), name
+        assert getattr(other, name) != getattr(main, name)
+    assert frozen.data.corpus.seed == cfg.report.corpus_seed != cfg.data.corpus.seed
+    assert frozen.data.corpus.n_songs == cfg.report.n_songs >= 200
+    with pytest.raises(Exception, match="report.corpus_seed must differ from data.corpus.seed"):
+        frozen_testset_overrides(load_config(REPO / "params.yaml", [f"report.corpus_seed={cfg.data.corpus.seed}"]))
+
+
+def test_report_refuses_a_missing_frozen_test_set_naming_the_file(tmp_path):
+    from tasks.report import FrozenTestSetMissing, frozen_songs
+
+    cfg = load_config(REPO / "params.yaml", [f"report.data_dir={tmp_path / 'frozen'}"])
+    with pytest.raises(FrozenTestSetMissing, match=r"frozen/features/index.parquet: the frozen test set is not built"):
+        frozen_songs(cfg)

@@ -57,3 +57,42 @@ def test_cluster_bootstrap_is_wider_than_iid_for_correlated_items():
     lo_i, hi_i = bootstrap_ci(values, seed=1)
     assert hi_c - lo_c > hi_i - lo_i
     assert lo_c <= np.mean(values) <= hi_c
+
+
+def test_seeds_songs_bootstrap_holds_the_seed_to_seed_spread():
+    from beatedit.judging.statistics import seeds_songs_bootstrap
+
+    rng = np.random.default_rng(0)
+    songs = (rng.random(200) < 0.7).astype(float)
+    same = np.tile(songs, (3, 1))  # three seeds that agree: only the song spread
+    apart = np.stack([songs * 0 + 0.9, songs * 0 + 0.5, songs * 0 + 0.7])  # seeds that disagree, songs that do not
+    m1, lo1, hi1 = seeds_songs_bootstrap(same, n_boot=500)
+    m2, lo2, hi2 = seeds_songs_bootstrap(apart, n_boot=500)
+    assert m1 == pytest.approx(songs.mean()) and lo1 < m1 < hi1
+    assert m2 == pytest.approx(0.7) and hi2 - lo2 > 0.1  # a songs-only bootstrap would give a zero-width CI here
+    assert seeds_songs_bootstrap(np.full((2, 5), 0.5), n_boot=50)[1:] == (0.5, 0.5)
+    with pytest.raises(ValueError, match="2-d"):
+        seeds_songs_bootstrap(np.zeros(4))
+
+
+def test_report_summary_win_rates_per_seed_and_best_of_gain():
+    import pandas as pd
+
+    from beatedit.judging.report import markdown_table, report_summary
+
+    rows = []
+    for song in range(6):
+        item = f"s{song}@0.6"
+        score = {"policy_seed0": 0.9, "policy_seed1": 0.5 if song % 2 else 0.95, "search": 0.8, "fade": 0.6, "heuristic": 0.7,
+                 "best_of_1_seed0": 0.7, "best_of_1_seed1": 0.7, "best_of_8_seed0": 0.85, "best_of_8_seed1": 0.85}
+        for ed, v in score.items():
+            rows.append({"song_id": f"s{song}", "item": item, "editor": ed, "listener_total": v,
+                         "judge_total": v if not ed.startswith("best_of") else np.nan})
+    m = report_summary(pd.DataFrame(rows), [0, 1], [1, 8], n_boot=200)
+    assert m["listener_win_rate_vs_search_seed0"] == 1.0 and m["listener_win_rate_vs_search_seed1"] == 0.5
+    assert m["listener_win_rate_vs_search"] == pytest.approx(0.75)
+    assert m["listener_win_rate_vs_search_ci_low"] <= 0.75 <= m["listener_win_rate_vs_search_ci_high"]
+    assert m["best_of_1_win_rate_vs_search"] == 0.0 and m["best_of_8_win_rate_vs_search"] == 1.0
+    assert m["best_of_gain_vs_search"] == 1.0 and m["judge_win_rate_vs_fade"] == pytest.approx(0.75)
+    table = markdown_table(m, {"real music": "no soundfont"})
+    assert "| frozen test, listener | search | 0.750 |" in table and "| best-of-8, listener | search | 1.000 |" in table
