@@ -117,6 +117,8 @@ class FeaturesConfig:
     downbeat_jump_penalty: float = 2.0  # Viterbi cost (x evidence std x meter) of a bar-phase jump between beats
     novelty_half_bars: int = 4  # half-width (bars) of the checkerboard kernel for novelty / sections
     section_threshold: float = 0.6  # a 4-bar grid point starts a section when its novelty's robust z-score (median/MAD) exceeds this
+    realmusic_check: bool = True  # the features stage also runs the front end on the real-music validation set (music21 renders, beatedit/corpus/realmusic.py) and writes realmusic_* metrics; skipped with a warning without fluidsynth
+    realmusic_dir: str = "data/realmusic"  # content-cached renders of the validation set (+ their stems); not a DVC out
 
     def check(self) -> str | None:
         if not self.min_bpm < self.max_bpm:
