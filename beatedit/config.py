@@ -114,6 +114,7 @@ class FeaturesConfig:
     drums_onset_weight: float = 0.5  # weight of the drums stem's onset envelope added to the mix's for beat tracking
     meter_ssm_weight: float = 1.0  # weight of beat self-similarity periodicity (3/6 vs 4/8 beats) in the meter decision
     meter_bias_4: float = 0.05  # prefer 4/4 unless 3/4 scores better by more than this
+    meter2_ratio: float = 1.2  # a 4-beat bar becomes 2 beats when the downbeat contrast folded by 2 exceeds this x the one folded by 4
     downbeat_jump_penalty: float = 2.0  # Viterbi cost (x evidence std x meter) of a bar-phase jump between beats
     novelty_half_bars: int = 4  # half-width (bars) of the checkerboard kernel for novelty / sections
     section_threshold: float = 0.6  # a 4-bar grid point starts a section when its novelty's robust z-score (median/MAD) exceeds this
@@ -637,6 +638,7 @@ RANGES: dict[str, Range] = {
     "features.drums_onset_weight": Range(ge=0, le=100),
     "features.meter_ssm_weight": Range(ge=0, le=100),
     "features.meter_bias_4": Range(ge=-10, le=10),
+    "features.meter2_ratio": Range(ge=0, le=100),
     "features.downbeat_jump_penalty": Range(ge=0, le=1000),
     "features.section_threshold": Range(ge=-100, le=100),
     "env.target_min": Range(gt=0, le=1),

@@ -344,6 +344,12 @@ def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: Featu
         per = (_lag_sim(X, m) + _lag_sim(X, 2 * m)) / 2.0
         scores[m] = c + fcfg.meter_ssm_weight * per
     meter = 4 if scores[4] >= scores[3] - fcfg.meter_bias_4 else 3
+    # 2 vs 4 beats per bar: folded by 2, a duple bar's downbeats all line up (contrast c2); folded by 4 they split over
+    # two positions and the contrast drops to ~2/3 of it. A 4/4 bar with a weaker third beat gives c2 ~ c4 / 2.
+    c2, _ = _fold_contrast(e, 2)
+    c4, _ = _fold_contrast(e, 4)
+    if meter == 4 and c4 > 0 and c2 > fcfg.meter2_ratio * c4:
+        meter = 2
     pos = _viterbi_phase(e, meter, jump=fcfg.downbeat_jump_penalty * max(float(e.std()), 1e-6) * meter)
     bars = np.flatnonzero(pos == 0).astype(np.int64)
     if len(bars) == 0:
@@ -354,6 +360,7 @@ def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: Featu
     p_idx, s_idx, sdiag = _structure(bars, nov, fcfg)
     grid.phrase_starts, grid.section_starts = bars[p_idx], bars[s_idx]
     grid.phrase_bars = int(sdiag.pop("phrase_bars"))
-    grid.diagnostics = {"meter_scores": {str(k): round(float(v), 4) for k, v in scores.items()}, **tdiag, **sdiag}
+    grid.diagnostics = {"meter_scores": {str(k): round(float(v), 4) for k, v in scores.items()},
+                        "duple_contrast": [round(float(c2), 4), round(float(c4), 4)], **tdiag, **sdiag}
     grid.validate()
     return grid
