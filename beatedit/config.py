@@ -109,6 +109,7 @@ class FeaturesConfig:
     max_bpm: float = 220.0  # fastest tempo the tracker may report
     tightness: float = 100.0  # librosa beat-tracker tightness (higher = steadier tempo)
     octave_up_ratio: float = 0.8  # double the tempo when low-band onsets between beats reach this fraction of those on beats
+    octave_up_max_bpm: float = 180.0  # ... unless the doubled tempo would exceed this (eighth notes of slow pieces without drums)
     trim_ratio: float = 0.25  # leading/trailing beats whose onset strength is below this x the median beat's are dropped
     onset_lead_s: float = 0.016  # added to beat times: a centred 2048-sample window's flux peaks ~16 ms before the attack (measured)
     drums_onset_weight: float = 0.5  # weight of the drums stem's onset envelope added to the mix's for beat tracking
@@ -633,6 +634,7 @@ RANGES: dict[str, Range] = {
     "features.tempo_prior_octaves": Range(gt=0, le=10),
     "features.tightness": Range(ge=0, le=1e6),
     "features.octave_up_ratio": Range(ge=0, le=10),
+    "features.octave_up_max_bpm": BPM,
     "features.trim_ratio": FRACTION,
     "features.onset_lead_s": Range(ge=-1, le=1),
     "features.drums_onset_weight": Range(ge=0, le=100),

@@ -149,7 +149,10 @@ def _tempo_and_beats(oe: np.ndarray, low: np.ndarray, sr: int, hop: int, cfg: Fe
     the right level those midpoints are off-beats (measured ratio <= 0.45 on the corpus,
     <= 0.68 on rendered classical pieces with running eighths); when T is half the true
     tempo they are backbeats and bass notes (ratio >= 1.09 where it happened on the
-    corpus), so above ``octave_up_ratio`` the tempo is doubled.
+    corpus), so above ``octave_up_ratio`` the tempo is doubled -- but never above ``octave_up_max_bpm``: without
+    drums the midpoints are running eighths (ratio 0.87-1.22 on a 3/4 polonaise and two compound-meter quartet
+    movements of the real-music validation set, doubled to 184-214 BPM = eighth notes), while the corpus's
+    half-tempo cases double to at most its 70-170 BPM range.
     """
     import librosa
 
@@ -168,7 +171,7 @@ def _tempo_and_beats(oe: np.ndarray, low: np.ndarray, sr: int, hop: int, cfg: Fe
     frames = track(tempo)
     ratio = _midpoint_ratio(oe, low, frames)
     diag["midpoint_ratio"] = round(ratio, 3)
-    if ratio >= cfg.octave_up_ratio and 2 * tempo <= cfg.max_bpm:
+    if ratio >= cfg.octave_up_ratio and 2 * tempo <= min(cfg.max_bpm, cfg.octave_up_max_bpm):
         tempo *= 2.0
         frames = track(tempo)
         diag["octave_up"] = True

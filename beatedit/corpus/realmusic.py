@@ -546,6 +546,23 @@ def evaluate_validation(songs: list[RealSong], groups: dict[str, str], cfg, cach
     return rows, {k: round(v, 3) for k, v in tim.items()}
 
 
+def halves_consistency(first: np.ndarray, second: np.ndarray, tol: float = 0.04) -> dict:
+    """Checks without ground truth on a real recording: beats tracked separately on an excerpt from its first and
+    its second half. ``tempo_agree``: the two median tempi within ``tol``; ``octave_error``: they differ by a factor
+    2 or 3 (or 1/2, 1/3) within ``tol``; ``stability``: share of inter-beat intervals within 10 % of their median
+    (tempo stability / beat-phase consistency: a phase slip or a dropped beat breaks it), mean of the halves."""
+    def ibi(bt):
+        d = np.diff(np.asarray(bt, dtype=np.float64))
+        return d if len(d) else np.array([np.nan])
+
+    a, b = ibi(first), ibi(second)
+    ta, tb = 60.0 / np.nanmedian(a), 60.0 / np.nanmedian(b)
+    r = max(ta, tb) / max(min(ta, tb), 1e-9)
+    stab = [float(np.mean(np.abs(x / np.nanmedian(x) - 1.0) <= 0.10)) for x in (a, b)]
+    return {"tempo_first": round(float(ta), 2), "tempo_second": round(float(tb), 2), "tempo_agree": float(abs(r - 1) <= tol),
+            "octave_error": float(any(abs(r / k - 1) <= tol for k in (2, 3))), "stability": round(float(np.mean(stab)), 4)}
+
+
 VALIDATION_KEYS = ("beat_f_measure", "downbeat_f_measure", "meter_accuracy", "amlt", "librosa_beat_f_measure", "librosa_amlt")
 
 

@@ -92,3 +92,15 @@ def test_a_bad_piece_is_reported_not_fatal(tmp_path):
     fails: list = []
     songs = build_real_music(tmp_path, [Piece("josquin/milleRegrets.abc", 80.0, percussion="none")], failures=fails)
     assert songs == [] and isinstance(fails[0], RenderFailure) and "needs Piece.number" in fails[0].error
+
+
+def test_halves_consistency_flags_octave_errors_and_phase_slips():
+    from beatedit.corpus.realmusic import halves_consistency
+
+    a = np.arange(0, 60, 0.5)  # 120 BPM
+    same = halves_consistency(a, a + 100.0)
+    assert same["tempo_agree"] == 1.0 and same["octave_error"] == 0.0 and same["stability"] == 1.0
+    half = halves_consistency(a, np.arange(0, 60, 1.0))
+    assert half["tempo_agree"] == 0.0 and half["octave_error"] == 1.0
+    slipped = np.concatenate([a[:60], a[60:] + 0.25])  # one half-beat phase slip
+    assert halves_consistency(slipped, slipped)["stability"] < 1.0
