@@ -1,11 +1,17 @@
 """Real-music test data with exact beat ground truth: music21 corpus -> MIDI -> FluidSynth.
 
-Pieces nobody here wrote (Bach chorales and friends from music21's bundled corpus) are
-rendered at a fixed tempo with a General MIDI soundfont. A percussion track (channel 10)
-plays a wood block on every beat -- high wood block, loud, on downbeats; low wood block,
-softer, elsewhere -- so the beat ground truth is sharp and audible. Beat and downbeat
-times come from the score (measure offsets, time signature, pickup bars), not from the
-audio. Nothing rendered is committed: everything goes to the folder you pass.
+Pieces nobody here wrote (from music21's bundled corpus) are rendered with a General MIDI
+soundfont. Beat and downbeat times come from the score (measure offsets, time signature,
+pickup bars; the beat is the notated one: half note in 2/2, dotted quarter in 6/8, 9/8, 12/8),
+through the tempo map written into the MIDI file, not from the audio. Nothing rendered is
+committed: everything goes to the folder you pass, cached by content (``piece_key``).
+
+* ``VALIDATION_PIECES`` -- the real-music validation set (issue 16): 47 pieces in 2/2 ... 12/8,
+  most without percussion, tempo maps (``rit`` / ``accel`` / ``drift``), swing, several GM
+  instruments; the features stage reports ``realmusic_*`` figures on it (ours and librosa's
+  ``beat_track``), ``bench/bench_realmusic.py`` adds madmom and real recordings.
+* ``DEFAULT_PIECES`` / ``TEST_PIECES`` -- the older check, with a wood-block click on every
+  beat (high and loud on downbeats): tracking is nearly trivial there, it tests the plumbing.
 
 Needs the ``music21`` package and the ``fluidsynth`` binary with a GM soundfont
 (Debian: ``apt-get install fluidsynth fluid-soundfont-gm``).
