@@ -144,6 +144,9 @@ def main() -> None:
         lines.append(f"| {g} | {len(sub)} | {f(sub, 'beat_f_measure')} | {f(sub, 'librosa_beat_f_measure')} | {f(msub, 'beat_f_measure')} | "
                      f"{f(sub, 'downbeat_f_measure')} | {f(msub, 'downbeat_f_measure')} | {f(sub, 'meter_accuracy')} | {f(msub, 'meter_accuracy')} | "
                      f"{f(sub, 'amlt')} | {f(sub, 'librosa_amlt')} |")
+    if mm and len(mm) < len(rows):
+        lines += ["", f"madmom columns: only the {len(mm)} pieces it ran on (a cached run on a subset), so they are not "
+                  "piece-for-piece comparable with the other columns."]
     lines += ["", f"Speed (x real time, one process, machine shared): ours {tim['audio_s'] / tim['ours_s']:.1f}x "
               f"(frames + beats; {tim['audio_s'] / tim['ours_total_s']:.1f}x with stems + features), librosa beat_track "
               f"{tim['audio_s'] / tim['librosa_s']:.1f}x" + (f", madmom RNN+DBN {sum(s.duration for s in songs if any(r['piece'] == s.name for r in mm)) / mm_s:.1f}x "
