@@ -109,14 +109,18 @@ class FeaturesConfig:
     max_bpm: float = 220.0  # fastest tempo the tracker may report
     tightness: float = 100.0  # librosa beat-tracker tightness (higher = steadier tempo)
     octave_up_ratio: float = 0.8  # double the tempo when low-band onsets between beats reach this fraction of those on beats
+    octave_up_max_bpm: float = 180.0  # ... unless the doubled tempo would exceed this (eighth notes of slow pieces without drums)
     trim_ratio: float = 0.25  # leading/trailing beats whose onset strength is below this x the median beat's are dropped
     onset_lead_s: float = 0.016  # added to beat times: a centred 2048-sample window's flux peaks ~16 ms before the attack (measured)
     drums_onset_weight: float = 0.5  # weight of the drums stem's onset envelope added to the mix's for beat tracking
     meter_ssm_weight: float = 1.0  # weight of beat self-similarity periodicity (3/6 vs 4/8 beats) in the meter decision
     meter_bias_4: float = 0.05  # prefer 4/4 unless 3/4 scores better by more than this
+    meter2_ratio: float = 1.2  # a 4-beat bar becomes 2 beats when the downbeat contrast folded by 2 exceeds this x the one folded by 4
     downbeat_jump_penalty: float = 2.0  # Viterbi cost (x evidence std x meter) of a bar-phase jump between beats
     novelty_half_bars: int = 4  # half-width (bars) of the checkerboard kernel for novelty / sections
     section_threshold: float = 0.6  # a 4-bar grid point starts a section when its novelty's robust z-score (median/MAD) exceeds this
+    realmusic_check: bool = True  # the features stage also runs the front end on the real-music validation set (music21 renders, beatedit/corpus/realmusic.py) and writes realmusic_* metrics; skipped with a warning without fluidsynth
+    realmusic_dir: str = "data/realmusic"  # content-cached renders of the validation set (+ their stems); not a DVC out
 
     def check(self) -> str | None:
         if not self.min_bpm < self.max_bpm:
@@ -661,11 +665,13 @@ RANGES: dict[str, Range] = {
     "features.tempo_prior_octaves": Range(gt=0, le=10),
     "features.tightness": Range(ge=0, le=1e6),
     "features.octave_up_ratio": Range(ge=0, le=10),
+    "features.octave_up_max_bpm": BPM,
     "features.trim_ratio": FRACTION,
     "features.onset_lead_s": Range(ge=-1, le=1),
     "features.drums_onset_weight": Range(ge=0, le=100),
     "features.meter_ssm_weight": Range(ge=0, le=100),
     "features.meter_bias_4": Range(ge=-10, le=10),
+    "features.meter2_ratio": Range(ge=0, le=100),
     "features.downbeat_jump_penalty": Range(ge=0, le=1000),
     "features.section_threshold": Range(ge=-100, le=100),
     "env.target_min": Range(gt=0, le=1),

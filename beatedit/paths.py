@@ -30,6 +30,7 @@ class StagePaths:
     corpus_dir: Path  # data.corpus_dir
     stems_dir: Path  # stems.cache_dir
     features_dir: Path  # features.out_dir
+    realmusic_dir: Path  # features.realmusic_dir: the real-music validation renders (content-cached)
     preferences_dir: Path  # preferences.out_dir
     human_votes: Path | None  # preferences.human_votes_path (merged when it exists)
     reward_dir: Path  # reward.out_dir
@@ -45,7 +46,8 @@ class StagePaths:
     def from_config(cls, cfg: Config) -> StagePaths:
         human = cfg.preferences.human_votes_path
         return cls(audio_dir=Path(cfg.data.audio_dir), corpus_dir=Path(cfg.data.corpus_dir), stems_dir=Path(cfg.stems.cache_dir),
-                   features_dir=Path(cfg.features.out_dir), preferences_dir=Path(cfg.preferences.out_dir),
+                   features_dir=Path(cfg.features.out_dir),
+                   realmusic_dir=Path(cfg.features.realmusic_dir), preferences_dir=Path(cfg.preferences.out_dir),
                    human_votes=Path(human) if human else None, reward_dir=Path(cfg.reward.out_dir), rlhf_dir=Path(cfg.rlhf.out_dir),
                    rlhf_runs_dir=Path(cfg.rlhf.runs_dir), evaluate_dir=Path(cfg.evaluate.out_dir),
                    frozen_dir=Path(cfg.report.data_dir), report_dir=Path(cfg.report.out_dir),
@@ -192,7 +194,7 @@ def stage_metrics(p: StagePaths) -> dict[str, list[str]]:
 
 def stage_plots(p: StagePaths) -> dict[str, list[str]]:
     """Each stage's plot files: declared in dvc.yaml as ``outs`` with ``cache: false`` and drawn once by the top-level ``plots``."""
-    return {"corpus": [], "stems": [], "features": [str(p.plots("features") / "beat_grid.png")], "preferences": [],
+    return {"corpus": [], "stems": [], "features": [str(p.plots("features") / f) for f in ("beat_grid.png", "realmusic_beat_f.png", "realmusic.csv")], "preferences": [],
             "reward": [str(p.plots("reward") / "history.csv")],
             "rlhf": [str(p.plots("rlhf") / "training.csv"), str(p.plots("rlhf") / "overoptimization.csv")],
             "evaluate": [str(p.plots("evaluate") / "win_rates.csv"), str(p.plots("evaluate") / "actions.csv"),

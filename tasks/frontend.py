@@ -108,6 +108,43 @@ def stems_report_task(results: list[dict], cfg: Config) -> dict:
     return metrics
 
 
+def realmusic_check(cfg: Config, paths: StagePaths) -> dict:
+    """Render (cached) + track the real-music validation set; realmusic_* metrics, per-piece rows + scatter plot."""
+    import mlflow
+
+    from beatedit.corpus.realmusic import (VALIDATION_PIECES, RealMusicUnavailable, build_real_music, evaluate_validation,
+                                           summarise_validation)
+    from beatedit.plots import realmusic_scatter_figure
+
+    log = get_run_logger()
+    failures: list = []
+    try:
+        songs = build_real_music(paths.realmusic_dir, VALIDATION_PIECES, sr=cfg.audio.analysis_sr, failures=failures)
+    except RealMusicUnavailable as exc:
+        log.warning(f"real-music check skipped: {exc}")
+        return {"realmusic_pieces": 0}
+    for f in failures:
+        log.warning(f"real-music piece {f.piece} not rendered: {f.error}")
+    groups = {p.name: p.group for p in VALIDATION_PIECES}
+    rows, tim = evaluate_validation(songs, groups, cfg, paths.realmusic_dir / "stems",
+                                    progress=lambda i, n, r: log.info(f"real music {i}/{n} {r['piece']}: beat F {r['beat_f_measure']}"
+                                                                      f" (librosa {r['librosa_beat_f_measure']})"))
+    out = summarise_validation(rows)
+    out["realmusic_render_failures"] = len(failures)
+    out["realmusic_x_realtime"] = round(tim["audio_s"] / max(tim["ours_s"], 1e-9), 1)
+    out["realmusic_librosa_x_realtime"] = round(tim["audio_s"] / max(tim["librosa_s"], 1e-9), 1)
+    plot_dir = paths.plots("features")
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(plot_dir / "realmusic.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    fig = realmusic_scatter_figure(rows)
+    fig.savefig(plot_dir / "realmusic_beat_f.png", dpi=110)
+    tracking.log_figure(fig, "plots/realmusic_beat_f.png")
+    tracking.log_file(plot_dir / "realmusic.csv")
+    mlflow.log_metrics({k: float(v) for k, v in out.items() if isinstance(v, (int, float))})
+    return out
+
+
 @task(name="features-report", **IO_RETRY)
 def features_report_task(results: list[dict], cfg: Config) -> dict:
     import mlflow
@@ -127,6 +164,8 @@ def features_report_task(results: list[dict], cfg: Config) -> dict:
         if ok and key in index:
             metrics[key] = round(float(index[key].mean()), 4)
             metrics[f"{key}_min"] = round(float(index[key].min()), 4)
+    if cfg.features.realmusic_check:
+        metrics.update(realmusic_check(cfg, paths))
     tracking.write_metrics(paths.metrics("features"), metrics)
     tracking.log_json(report, "quarantine/features.json")
     tracking.log_file(paths.features_index)

@@ -149,7 +149,10 @@ def _tempo_and_beats(oe: np.ndarray, low: np.ndarray, sr: int, hop: int, cfg: Fe
     the right level those midpoints are off-beats (measured ratio <= 0.45 on the corpus,
     <= 0.68 on rendered classical pieces with running eighths); when T is half the true
     tempo they are backbeats and bass notes (ratio >= 1.09 where it happened on the
-    corpus), so above ``octave_up_ratio`` the tempo is doubled.
+    corpus), so above ``octave_up_ratio`` the tempo is doubled -- but never above ``octave_up_max_bpm``: without
+    drums the midpoints are running eighths (ratio 0.87-1.22 on a 3/4 polonaise and two compound-meter quartet
+    movements of the real-music validation set, doubled to 184-214 BPM = eighth notes), while the corpus's
+    half-tempo cases double to at most its 70-170 BPM range.
     """
     import librosa
 
@@ -168,7 +171,7 @@ def _tempo_and_beats(oe: np.ndarray, low: np.ndarray, sr: int, hop: int, cfg: Fe
     frames = track(tempo)
     ratio = _midpoint_ratio(oe, low, frames)
     diag["midpoint_ratio"] = round(ratio, 3)
-    if ratio >= cfg.octave_up_ratio and 2 * tempo <= cfg.max_bpm:
+    if ratio >= cfg.octave_up_ratio and 2 * tempo <= min(cfg.max_bpm, cfg.octave_up_max_bpm):
         tempo *= 2.0
         frames = track(tempo)
         diag["octave_up"] = True
@@ -344,6 +347,12 @@ def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: Featu
         per = (_lag_sim(X, m) + _lag_sim(X, 2 * m)) / 2.0
         scores[m] = c + fcfg.meter_ssm_weight * per
     meter = 4 if scores[4] >= scores[3] - fcfg.meter_bias_4 else 3
+    # 2 vs 4 beats per bar: folded by 2, a duple bar's downbeats all line up (contrast c2); folded by 4 they split over
+    # two positions and the contrast drops to ~2/3 of it. A 4/4 bar with a weaker third beat gives c2 ~ c4 / 2.
+    c2, _ = _fold_contrast(e, 2)
+    c4, _ = _fold_contrast(e, 4)
+    if meter == 4 and c4 > 0 and c2 > fcfg.meter2_ratio * c4:
+        meter = 2
     pos = _viterbi_phase(e, meter, jump=fcfg.downbeat_jump_penalty * max(float(e.std()), 1e-6) * meter)
     bars = np.flatnonzero(pos == 0).astype(np.int64)
     if len(bars) == 0:
@@ -354,6 +363,7 @@ def track_beats(y: np.ndarray, sr: int, stems: dict[str, np.ndarray], cfg: Featu
     p_idx, s_idx, sdiag = _structure(bars, nov, fcfg)
     grid.phrase_starts, grid.section_starts = bars[p_idx], bars[s_idx]
     grid.phrase_bars = int(sdiag.pop("phrase_bars"))
-    grid.diagnostics = {"meter_scores": {str(k): round(float(v), 4) for k, v in scores.items()}, **tdiag, **sdiag}
+    grid.diagnostics = {"meter_scores": {str(k): round(float(v), 4) for k, v in scores.items()},
+                        "duple_contrast": [round(float(c2), 4), round(float(c4), 4)], **tdiag, **sdiag}
     grid.validate()
     return grid

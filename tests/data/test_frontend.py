@@ -349,3 +349,16 @@ def test_frame_analysis_is_independent_of_block_size(song44, monkeypatch):
     b = analyse_frames(y, SR, stems, FeaturesConfig())
     for name in ("mel_db", "chroma", "contrast", "rms", "onset", "centroid", "rolloff"):
         assert np.allclose(getattr(a, name), getattr(b, name), rtol=1e-4, atol=1e-4), name
+
+
+def test_duple_contrast_separates_two_from_four_beats_per_bar():
+    """features.meter2_ratio: folded by 2, a 2/4 bar's downbeats line up (contrast ~1.5x the one folded by 4);
+    a 4/4 bar with a weak third beat gives about half."""
+    from beatedit.audio.beats import _fold_contrast
+    from beatedit.config import FeaturesConfig
+
+    two = np.tile([1.0, 0.0], 32)
+    four = np.tile([1.0, 0.0, 0.2, 0.0], 16)
+    r2 = _fold_contrast(two, 2)[0] / _fold_contrast(two, 4)[0]
+    r4 = _fold_contrast(four, 2)[0] / _fold_contrast(four, 4)[0]
+    assert r2 == pytest.approx(1.5) and r4 < 0.7 and r4 < FeaturesConfig().meter2_ratio < r2

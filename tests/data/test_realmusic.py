@@ -38,3 +38,69 @@ def test_rendered_pieces_are_tracked(tmp_path):
         assert r["beat_f_measure"] >= 0.9, r
         assert r["est_meter"] == r["meter"], r
         assert r["downbeat_f_measure"] >= 0.8, r
+
+
+def test_validation_set_spans_the_meters_and_mostly_has_no_percussion():
+    from beatedit.corpus.realmusic import VALIDATION_PIECES
+
+    assert len(VALIDATION_PIECES) >= 40 and len({p.name for p in VALIDATION_PIECES}) == len(VALIDATION_PIECES)
+    assert sum(p.percussion == "none" for p in VALIDATION_PIECES) >= len(VALIDATION_PIECES) / 2
+    assert "woodblock" not in {p.percussion for p in VALIDATION_PIECES}  # a click on every beat makes tracking trivial
+    assert {p.tempo_curve for p in VALIDATION_PIECES} >= {"rit", "accel", "drift"} and any(p.swing > 0.5 for p in VALIDATION_PIECES)
+    assert len({p.group for p in VALIDATION_PIECES}) >= 5 and len({p.program for p in VALIDATION_PIECES}) >= 5
+    assert all(60 <= p.bpm <= 180 for p in VALIDATION_PIECES)
+
+
+def test_tempo_maps_and_swing_keep_beats_on_their_ticks():
+    from beatedit.corpus.realmusic import Piece, _swing_tick, _tempo_factors
+
+    f = _tempo_factors(Piece("x", 100.0, tempo_curve="rit"), 40)
+    assert f[0] == 1.0 and f[-1] == pytest.approx(0.75) and np.all(np.diff(f) <= 0)
+    assert _tempo_factors(Piece("x", 100.0, tempo_curve="accel"), 9)[[0, -1]] == pytest.approx([0.85, 1.1])
+    with pytest.raises(ValueError, match="tempo_curve"):
+        _tempo_factors(Piece("x", 100.0, tempo_curve="fast"), 4)
+    tpq = 480
+    assert [_swing_tick(t, tpq, 2 / 3) for t in (0, 240, 480, 960 + 240)] == [0, 320, 480, 960 + 320]
+
+
+@pytest.mark.skipif(_MISSING is not None, reason=f"real-music rendering unavailable: {_MISSING}")
+def test_compound_meter_truth_is_the_dotted_quarter_and_tempo_map_is_in_the_audio(tmp_path):
+    """A 6/8 jig without percussion and with a ritardando: beats every dotted quarter, meter 2, the
+    beat period growing to 1/0.75 of the start; the render is cached (same key -> not rendered again)."""
+    from beatedit.corpus.realmusic import Piece, evaluate_validation, summarise_validation
+
+    p = Piece("ryansMammoth/IrishWashWomanJig.abc", 120.0, 8, 73, percussion="none", tempo_curve="rit", collection="folk")
+    (s,) = build_real_music(tmp_path, [p], sr=22050)
+    assert s.meter == 2
+    ibi = np.diff(s.beats)
+    assert ibi[0] == pytest.approx(0.5) and ibi[-1] > 0.6
+    assert np.allclose(np.diff(s.downbeats)[:2], 1.0)
+    mtime = (tmp_path / f"{s.name}.wav").stat().st_mtime_ns
+    build_real_music(tmp_path, [p], sr=22050)
+    assert (tmp_path / f"{s.name}.wav").stat().st_mtime_ns == mtime
+    rows, tim = evaluate_validation([s], {s.name: "folk"}, Config(), tmp_path / "stems")
+    summ = summarise_validation(rows)
+    assert summ["realmusic_pieces"] == 1 and 0.0 <= summ["realmusic_folk_beat_f_measure"] <= 1.0
+    assert {"librosa_beat_f_measure", "amlt", "meter_accuracy"} <= set(rows[0]) and tim["audio_s"] > 0
+
+
+def test_a_bad_piece_is_reported_not_fatal(tmp_path):
+    from beatedit.corpus.realmusic import Piece, RenderFailure
+
+    if _MISSING is not None:
+        pytest.skip(_MISSING)
+    fails: list = []
+    songs = build_real_music(tmp_path, [Piece("josquin/milleRegrets.abc", 80.0, percussion="none")], failures=fails)
+    assert songs == [] and isinstance(fails[0], RenderFailure) and "needs Piece.number" in fails[0].error
+
+
+def test_halves_consistency_flags_octave_errors_and_phase_slips():
+    from beatedit.corpus.realmusic import halves_consistency
+
+    a = np.arange(0, 60, 0.5)  # 120 BPM
+    same = halves_consistency(a, a + 100.0)
+    assert same["tempo_agree"] == 1.0 and same["octave_error"] == 0.0 and same["stability"] == 1.0
+    half = halves_consistency(a, np.arange(0, 60, 1.0))
+    assert half["tempo_agree"] == 0.0 and half["octave_error"] == 1.0
+    slipped = np.concatenate([a[:60], a[60:] + 0.25])  # one half-beat phase slip
+    assert halves_consistency(slipped, slipped)["stability"] < 1.0

@@ -24,6 +24,7 @@ COPY = ["beatedit", "models", "tasks", "flows", "dvc.yaml", "pyproject.toml", ".
 def tiny_params() -> dict:
     p = config_to_dict(Config())
     p["data"]["corpus"].update(n_songs=2, min_seconds=20.0, max_seconds=30.0)
+    p["features"]["realmusic_check"] = False  # the 47-piece real-music check costs ~2 min; tests/data/test_realmusic.py covers it
     return p
 
 

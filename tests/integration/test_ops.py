@@ -512,7 +512,7 @@ def test_features_flow_runs_on_a_local_dask_cluster(prefect_harness, mlflow_stor
     from flows.features import features
     from flows.stems import stems
 
-    write_params(in_tmp_repo)
+    write_params(in_tmp_repo, features={"realmusic_check": False})
     generate_corpus(CorpusConfig(n_songs=2, min_seconds=20, max_seconds=30), in_tmp_repo / "data" / "corpus", progress=False)
     # the workers report to the same Prefect API as this process (the harness's), as remote workers would
     env = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "MLFLOW_TRACKING_URI": mlflow_store}
