@@ -417,6 +417,8 @@ class PreferencesConfig:
     split_seed: int = 2024  # split = hash(song_id, split_seed); changing it reshuffles songs, never pairs
     use_listener_noise: bool = True  # true: choice ~ Bernoulli(P_BT) from listener.prefer; false: choice = gold ordering
     human_votes_path: str | None = "data/feedback/human_pairs.parquet"  # merged when the file exists (source=human); null = never
+    human_analyses_dir: str | None = "data/feedback/analyses"  # beat features of uploaded songs, written by `beatedit feedback export` beside the votes file (<its folder>/analyses); null = uploads' votes are left out
+    human_split: Literal["train", "by_song"] = "train"  # train: every human pair trains the reward model (listeners vote on held-out songs: the listening set); by_song: the song's own split, like simulated pairs
     seed: int = 11  # candidate generation and pair sampling; per song it is mixed with the song id
 
     def check(self) -> str | None:

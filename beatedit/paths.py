@@ -22,6 +22,11 @@ FILE_NAMES = {"corpus": "corpus", "stems": "stems", "features": "features", "pre
 REPORT_STAGES = ("frozen_testset", "report")
 
 
+
+def human_analyses_dir(votes_path: str | Path) -> Path:
+    """Where ``beatedit feedback export`` puts the beat features of uploaded songs: ``<votes folder>/analyses``."""
+    return Path(votes_path).parent / "analyses"
+
 @dataclass(frozen=True)
 class StagePaths:
     """Every stage's output folder (from params.yaml) and the files the stages exchange inside them."""
@@ -33,6 +38,7 @@ class StagePaths:
     realmusic_dir: Path  # features.realmusic_dir: the real-music validation renders (content-cached)
     preferences_dir: Path  # preferences.out_dir
     human_votes: Path | None  # preferences.human_votes_path (merged when it exists)
+    human_analyses: Path | None  # preferences.human_analyses_dir: beat features of uploaded songs (exported with the votes)
     reward_dir: Path  # reward.out_dir
     rlhf_dir: Path  # rlhf.out_dir
     rlhf_runs_dir: Path  # rlhf.runs_dir
@@ -48,7 +54,9 @@ class StagePaths:
         return cls(audio_dir=Path(cfg.data.audio_dir), corpus_dir=Path(cfg.data.corpus_dir), stems_dir=Path(cfg.stems.cache_dir),
                    features_dir=Path(cfg.features.out_dir),
                    realmusic_dir=Path(cfg.features.realmusic_dir), preferences_dir=Path(cfg.preferences.out_dir),
-                   human_votes=Path(human) if human else None, reward_dir=Path(cfg.reward.out_dir), rlhf_dir=Path(cfg.rlhf.out_dir),
+                   human_votes=Path(human) if human else None,
+                   human_analyses=Path(cfg.preferences.human_analyses_dir) if cfg.preferences.human_analyses_dir else None,
+                   reward_dir=Path(cfg.reward.out_dir), rlhf_dir=Path(cfg.rlhf.out_dir),
                    rlhf_runs_dir=Path(cfg.rlhf.runs_dir), evaluate_dir=Path(cfg.evaluate.out_dir),
                    frozen_dir=Path(cfg.report.data_dir), report_dir=Path(cfg.report.out_dir),
                    metrics_dir=Path(cfg.metrics_dir), plots_dir=Path(cfg.plots_dir))
@@ -73,6 +81,15 @@ class StagePaths:
 
     def feature_file(self, song_id: str) -> Path:
         return self.features_dir / f"{song_id}.npz"
+
+
+    def song_file(self, song_id: str) -> Path:
+        """A song's beat features: the features stage's file, else an upload's analysis exported with its votes."""
+        own = self.feature_file(song_id)
+        if own.exists() or self.human_analyses is None:
+            return own
+        upload = self.human_analyses / f"{song_id}.npz"
+        return upload if upload.exists() else own
 
     # preferences
     @property
@@ -181,9 +198,11 @@ def stage_reads(p: StagePaths) -> dict[str, list[str]]:
     """Each stage's data deps: the upstream outputs it reads (what dvc.yaml must declare besides code)."""
     audio, corpus = str(p.audio_dir), str(p.corpus_dir)
     feats, prefs, reward, rlhf = str(p.features_dir), str(p.preferences_dir), str(p.reward_dir), str(p.rlhf_dir)
-    votes = [str(p.human_votes)] if p.human_votes is not None else []  # the human votes (a committed, possibly empty table): new votes re-run it
+    # the human votes (a committed, possibly empty table) and the uploads' analyses exported with them: new votes re-run it
+    votes = [str(p.human_votes)] if p.human_votes is not None else []
+    votes += [str(p.human_analyses)] if p.human_votes is not None and p.human_analyses is not None else []
     return {"corpus": [], "stems": [corpus, audio], "features": [corpus, str(p.stems_dir), audio], "preferences": [feats, audio, *votes],
-            "reward": [feats, prefs], "rlhf": [feats, prefs, reward], "evaluate": [feats, prefs, reward, rlhf],
+            "reward": [feats, prefs, *votes[1:]], "rlhf": [feats, prefs, reward], "evaluate": [feats, prefs, reward, rlhf],
             "frozen_testset": [], "report": [str(p.frozen_dir), feats, prefs, reward, rlhf]}
 
 

@@ -62,7 +62,8 @@ def retrain(params: str = "params.yaml", feedback_db: str | None = None, stages:
     cfg = load_stage_config(params, [])
     exp_id = tracking.configure(cfg)  # an unreachable tracking server fails here, in seconds
     logger = get_run_logger()
-    feedback = ops.export_feedback_task(ops.feedback_db_url(cfg, feedback_db), cfg.preferences.human_votes_path, cfg.ops.feedback_min_listened_s)
+    feedback = ops.export_feedback_task(ops.feedback_db_url(cfg, feedback_db), cfg.preferences.human_votes_path, cfg.ops.feedback_min_listened_s,
+                                        cfg.preferences.human_analyses_dir)
     force = ops.stages_to_force(feedback)
     if force:
         logger.info("human votes changed since the last retrain; forcing %s (dvc.yaml does not track %s)", force, feedback["path"])

@@ -74,7 +74,8 @@ def _redact(db_url: str) -> str:
 
 
 @task(name="export-feedback", **IO_RETRY)
-def export_feedback_task(db_url: str | None, out_path: str | None, min_listened_s: float = 0.0) -> dict:
+def export_feedback_task(db_url: str | None, out_path: str | None, min_listened_s: float = 0.0,
+                         analyses_dir: str | None = None) -> dict:
     """Export the feedback DB's votes into the human preference table (idempotent merge); report what is there.
     ``min_listened_s`` (``ops.feedback_min_listened_s``): votes heard less than this on a side are dropped and counted."""
     logger = get_run_logger()
@@ -91,7 +92,7 @@ def export_feedback_task(db_url: str | None, out_path: str | None, min_listened_
             raise FileNotFoundError(f"feedback database {db_url} not found (ops.feedback_db / {FEEDBACK_DB_ENV})")
         from beatedit.feedback.export import export_votes
 
-        r = export_votes(db_url, out, min_listened_s=min_listened_s)
+        r = export_votes(db_url, out, min_listened_s=min_listened_s, analyses_dir=analyses_dir)
         report.update(db=_redact(db_url), exported=r.exported, skipped=r.skipped, added=r.added, dropped_unheard=r.dropped_unheard)
         logger.info("feedback %s: %d votes (%d new, %d dropped as not listened to for %.0f s) -> %s (%d rows)", _redact(db_url), r.exported,
                     r.added, r.dropped_unheard, min_listened_s, out, r.total)

@@ -44,7 +44,7 @@ def song_pairs_task(path: Path, cfg: Config) -> dict:
 
 @task(name="merge-pairs", **IO_RETRY)
 def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
-    from beatedit.preferences.pairs import merge_pairs, preference_metrics
+    from beatedit.preferences.pairs import drop_human_rows_without_features, merge_pairs, preference_metrics
 
     ok = [r for r in results if "quarantine" not in r]
     bad = [r["quarantine"] for r in results if "quarantine" in r]
@@ -54,13 +54,20 @@ def merge_pairs_task(results: list[dict], cfg: Config) -> dict:
     get_run_logger().info(summary_line(report))
     human = cfg.preferences.human_votes_path
     df = merge_pairs([r["rows"] for r in ok], human, cfg)
+    df, unusable = drop_human_rows_without_features(df, lambda song_id: paths.song_file(song_id).exists())
+    if unusable:
+        get_run_logger().warning("%d human pair(s) left out: their song has no beat features (neither a features-stage song "
+                                 "nor an upload analysis in %s; re-export the votes with `beatedit feedback export`)",
+                                 unusable, paths.human_analyses)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         df.to_parquet(tmp, index=False)
-    splits = df.drop_duplicates("song_id")[["song_id", "split"]].sort_values("song_id")
+    own = df[df["source"] != "human"]  # the pipeline's songs: uploads and human splits never move a song's split
+    splits = own.drop_duplicates("song_id")[["song_id", "split"]].sort_values("song_id")
     with atomic_path(paths.splits_table) as tmp:
         splits.to_csv(tmp, index=False)
     metrics = {**preference_metrics(df), "quarantined": len(bad), "human_votes_file": bool(human and Path(human).exists()),
+               "human_pairs_without_features": unusable,
                "seconds": round(sum(r["seconds"] for r in ok), 2)}
     tracking.write_metrics(paths.metrics("preferences"), metrics)
     tracking.log_file(paths.splits_table)

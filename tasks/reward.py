@@ -17,11 +17,12 @@ from tasks import registry, tracking
 
 
 def load_songs(cfg: Config, song_ids: list[str] | None = None) -> dict[str, SongAnalysis]:
-    """Feature files of the listed songs (default: every song in the features index)."""
+    """Feature files of the listed songs (default: every song in the features index); a song only a listener
+    brought (an upload on the feedback page) is read from the analyses exported beside the votes."""
     paths = StagePaths.from_config(cfg)
     index = pd.read_parquet(paths.features_index)
     ids = sorted(set(index["song_id"]) if song_ids is None else set(song_ids))
-    return {sid: SongAnalysis.load(paths.feature_file(sid)) for sid in ids}
+    return {sid: SongAnalysis.load(paths.song_file(sid)) for sid in ids}
 
 
 def load_pairs(cfg: Config) -> pd.DataFrame:

@@ -130,7 +130,8 @@ def _export(args: argparse.Namespace) -> int:
 
     rep = export_votes(args.db, args.output, min_listened_s=args.min_listened)
     print(json.dumps({"path": str(rep.path), "exported": rep.exported, "skipped": rep.skipped, "dropped_unheard": rep.dropped_unheard,
-                      "min_listened_s": rep.min_listened_s, "added": rep.added, "total": rep.total}))
+                      "min_listened_s": rep.min_listened_s, "added": rep.added, "total": rep.total,
+                      "upload_analyses": rep.analyses}))
     return 0
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from beatedit.paths import human_analyses_dir
 from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_UNKNOWN, columns_of
 
 from .db import FeedbackDB, Pair, Vote, current_version, make_engine, migrate
@@ -52,12 +54,27 @@ class ExportReport:
     total: int  # rows in the file afterwards
     dropped_unheard: int = 0  # non-skip votes left out: a side heard for less than the threshold
     min_listened_s: float = 0.0  # the threshold used
+    analyses: int = 0  # uploaded songs whose beat features were copied beside the table (``<folder>/analyses``)
 
 
 def _strength(choice: str, k: int | None) -> float:
     if choice == "tie":
         return 0.0
     return float(k if k is not None else DEFAULT_STRENGTH) / 3.0
+
+
+def upload_analyses(db: FeedbackDB) -> dict[str, Path]:
+    """``{song_id: analysis.npz}`` of the uploaded songs in the store: the page saves each upload's beat features
+    beside its variations (``<uploads root>/<sha>/<set>/analysis.npz``); a reward model needs them to learn from
+    the pick, since an upload is no song of the features stage."""
+    with db.read() as s:
+        pairs = s.execute(select(Pair).where(Pair.song_id.like("upload-%"))).scalars().all()
+    found: dict[str, Path] = {}
+    for p in pairs:
+        path = Path(p.render_dir) / Path(p.wav_a).parent / "analysis.npz"
+        if p.song_id not in found and path.is_file():
+            found[p.song_id] = path
+    return found
 
 
 def votes_frame(db: FeedbackDB, min_listened_s: float = 0.0) -> tuple[pd.DataFrame, int, int]:
@@ -111,8 +128,12 @@ def _atomic_parquet(df: pd.DataFrame, out: Path) -> None:
             os.unlink(tmp)
 
 
-def export_votes(db_url: str, out_parquet: str | Path, min_listened_s: float = 0.0) -> ExportReport:
+def export_votes(db_url: str, out_parquet: str | Path, min_listened_s: float = 0.0,
+                 analyses_dir: str | Path | None = None) -> ExportReport:
     """Write / merge the human preference rows of ``db_url`` into ``out_parquet``.
+
+    ``analyses_dir``: where uploaded songs' beat features go (``preferences.human_analyses_dir``; default
+    ``<out_parquet's folder>/analyses``), so the reward stage can train on votes for songs it never analysed.
 
     ``min_listened_s``: drop votes with a side heard for less than this (capped at 90% of the
     side's length); 0 keeps every vote.
@@ -131,6 +152,7 @@ def export_votes(db_url: str, out_parquet: str | Path, min_listened_s: float = 0
             raise ValueError(f"{url.render_as_string(hide_password=True)}: not a feedback database (no schema); check --db")
         migrate(engine)
         new, skipped, dropped = votes_frame(FeedbackDB(engine), min_listened_s)
+        uploads = upload_analyses(FeedbackDB(engine))
     finally:
         engine.dispose()
     if out.exists():
@@ -151,9 +173,30 @@ def export_votes(db_url: str, out_parquet: str | Path, min_listened_s: float = 0
     merged = pd.concat([old, fresh], ignore_index=True) if len(fresh) else old
     merged = merged.sort_values(["timestamp", "source", "rater", "song_id", "edl_a", "edl_b"], kind="stable").reset_index(drop=True)
     merged = _normalise(merged)
+    folder = Path(analyses_dir) if analyses_dir is not None else human_analyses_dir(out)
+    copied = _copy_analyses({s: uploads[s] for s in set(merged["song_id"]) if s in uploads}, folder)
     _atomic_parquet(merged, out)
     return ExportReport(path=out, exported=len(new), skipped=skipped, added=len(fresh), total=len(merged), dropped_unheard=dropped,
-                        min_listened_s=min_listened_s)
+                        min_listened_s=min_listened_s, analyses=copied)
+
+
+def _copy_analyses(sources: dict[str, Path], folder: Path) -> int:
+    """Copy each upload's analysis to ``folder/<song_id>.npz`` (atomically; an existing copy is kept: uploads are
+    content-addressed, so the same id is the same song). Returns how many the folder now holds for ``sources``."""
+    for song_id, src in sorted(sources.items()):
+        dest = folder / f"{song_id}.npz"
+        if dest.exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return sum((folder / f"{s}.npz").exists() for s in sources)
 
 
 __all__ = ["ExportReport", "export_votes", "votes_frame"]

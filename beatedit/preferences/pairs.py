@@ -467,7 +467,8 @@ def song_pairs(song: SongAnalysis, audio_mono: np.ndarray | None, sr: int | None
 
 # ----------------------------------------------------------------------------- merging
 def load_human_votes(path: str | Path, cfg_all: Config | None = None) -> pd.DataFrame:
-    """Human A/B votes (same table; source=human). Split recomputed from the song id like simulated rows.
+    """Human A/B votes (same table; source=human). Split: ``preferences.human_split`` ("train": every human pair
+    trains the reward model; "by_song": recomputed from the song id like simulated rows).
 
     Beyond ``HUMAN_REQUIRED`` a hand-written file may leave columns out: ``p_a`` / ``strength`` then follow
     from the choice, the rest take placeholders and ``HUMAN_UNKNOWN``.
@@ -485,7 +486,10 @@ def load_human_votes(path: str | Path, cfg_all: Config | None = None) -> pd.Data
         raise PreferenceDataError(f"{path}: row(s) {np.flatnonzero(bad.to_numpy())[:5].tolist()} have a choice outside 0, 1, 0.5")
     pc = (cfg_all or Config()).preferences
     df = df.copy()
-    df["split"] = [split_of(s, pc.split_fractions, pc.split_seed) for s in df["song_id"]]
+    if pc.human_split == "train":  # votes on the listening set (held-out songs) still teach the next reward model
+        df["split"] = "train"
+    else:
+        df["split"] = [split_of(s, pc.split_fractions, pc.split_seed) for s in df["song_id"]]
     df["source"] = "human"
     df["choice"] = df["choice"].astype(float)
     if "p_a" not in df.columns:
@@ -513,6 +517,17 @@ def merge_pairs(list_of_lists: Sequence[Sequence[dict]], human_path: str | Path 
     df["choice"] = df["choice"].astype(float)
     df["ood"] = df["ood"].astype(bool)
     return df
+
+
+def drop_human_rows_without_features(df: pd.DataFrame, has_features: Callable[[str], bool]) -> tuple[pd.DataFrame, int]:
+    """(the table without human pairs whose song has no beat features anywhere, how many were left out): a vote on a
+    song nobody analysed (an upload exported without its analysis) cannot train a reward model that reads features."""
+    if not len(df):
+        return df, 0
+    human = df["source"] == "human"
+    missing = {s for s in set(df.loc[human, "song_id"]) if not has_features(s)}
+    drop = human & df["song_id"].isin(missing)
+    return df[~drop].reset_index(drop=True), int(drop.sum())
 
 
 def preference_metrics(df: pd.DataFrame) -> dict:

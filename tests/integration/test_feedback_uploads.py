@@ -121,6 +121,20 @@ def test_upload_variations_pick_become_preferences(tmp_path, models_kit, monkeyp
     assert rep.exported == 2 and len(up) == 2 and set(up["choice"]) == {0.0} and set(up["source"]) == {"human"}
     assert all(len(a) == len(b) > 0 for a, b in zip(up["actions_a"], up["actions_b"]))
     assert (tmp_path / "uploads" / sha).is_dir() and list((tmp_path / "uploads" / sha).rglob("analysis.npz"))
+    # the export carries the upload's beat features beside the table, so the preferences stage keeps its pairs
+    # (``preferences.human_split: train``) and the reward stage can read the song
+    from beatedit.audio.song import SongAnalysis
+    from beatedit.config import Config
+    from beatedit.preferences.pairs import drop_human_rows_without_features, load_human_votes
+
+    assert rep.analyses == 1
+    copy = tmp_path / "analyses" / f"upload-{sha[:16]}.npz"
+    assert len(SongAnalysis.load(copy).beat_times) > 0
+    rows = load_human_votes(out, Config())
+    assert set(rows["split"]) == {"train"}
+    kept, dropped = drop_human_rows_without_features(rows, lambda s: (tmp_path / "analyses" / f"{s}.npz").exists())
+    assert (len(kept), dropped) == (2, 0)
+    assert drop_human_rows_without_features(rows, lambda s: False)[1] == 2
 
 
 def test_bad_uploads_get_clear_errors(tmp_path, models_kit, monkeypatch):
