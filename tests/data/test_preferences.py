@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -191,7 +193,7 @@ def test_policy_sampler_candidates_are_tagged(songs):
 
 
 # ----------------------------------------------------------------------------- human votes
-def test_human_votes_are_merged_with_their_song_split(songs, tmp_path):
+def test_human_votes_are_merged_as_training_pairs_or_with_their_song_split(songs, tmp_path):
     sim = [song_pairs(songs[0], None, None, SMALL)]
     h = pd.DataFrame(sim[0][:3])[["song_id", "actions_a", "actions_b", "target_ratio", "edl_a", "edl_b"]]
     h["choice"] = [0.0, 1.0, 0.5]
@@ -202,7 +204,11 @@ def test_human_votes_are_merged_with_their_song_split(songs, tmp_path):
     df = merge_pairs(sim, path, SMALL)
     human = df[df["source"] == "human"]
     assert len(human) == 3 and list(human["choice"]) == [0.0, 1.0, 0.5]
-    assert (human["split"] == split_of(songs[0].song_id, SMALL.preferences.split_fractions, SMALL.preferences.split_seed)).all()
+    assert (human["split"] == "train").all()  # preferences.human_split: train (the default)
+    own = split_of(songs[0].song_id, SMALL.preferences.split_fractions, SMALL.preferences.split_seed)
+    assert own != "train"  # so the line above can fail
+    by_song = replace(SMALL, preferences=replace(SMALL.preferences, human_split="by_song"))
+    assert (merge_pairs(sim, path, by_song).query("source == 'human'")["split"] == own).all()
     assert human["gold_a"].isna().all() and list(human["p_a"]) == [1.0, 0.0, 0.5]
     m = preference_metrics(df)
     assert m["pairs_source_human"] == 3
