@@ -67,10 +67,12 @@ def sample_actions(logp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios: Sequence[float],
                env_cfg: EnvConfig | None = None, greedy: bool = True, rng: np.random.Generator | None = None, *,
                reference: ActorCritic | None = None, render_cfg: RenderConfig | None = None,
-               crossfade_ms: float | None = None, device: str | torch.device = "cpu") -> list[PolicyEdit]:
+               crossfade_ms: float | None = None, device: str | torch.device = "cpu",
+               temperature: float = 1.0) -> list[PolicyEdit]:
     """Edit ``songs[i]`` at ``target_ratios[i]`` (same lengths; a song may appear several times).
 
-    ``greedy``: argmax of the masked policy; otherwise sample with ``rng`` (numpy).
+    ``greedy``: argmax of the masked policy; otherwise sample with ``rng`` (numpy) from the policy's
+    distribution at ``temperature`` (logits / temperature; 1 = the policy itself).
     ``reference``: also accumulate the exact per-step KL(policy || reference) along the path.
     ``crossfade_ms`` (or ``render_cfg.crossfade_ms``): the EDL's splice crossfade.
     """
@@ -81,6 +83,8 @@ def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios
         return []
     if not greedy and rng is None:
         rng = np.random.default_rng()
+    if not temperature > 0:
+        raise ValueError(f"edit_songs: temperature must be > 0, got {temperature}")
     env_cfg = env_cfg or EnvConfig()
     if crossfade_ms is not None:
         render_cfg = RenderConfig(crossfade_ms=float(crossfade_ms))
@@ -100,7 +104,7 @@ def edit_songs(policy: ActorCritic, songs: Sequence[SongAnalysis], target_ratios
             if reference is not None:
                 kl += masked_kl(logp, reference.log_probs(o_t, m_t), m_t).double().cpu().numpy()
             logp_np = logp.float().cpu().numpy()
-            actions = logp_np.argmax(1) if greedy else sample_actions(logp_np, rng)
+            actions = logp_np.argmax(1) if greedy else sample_actions(logp_np / temperature, rng)
             steps += 1
             obs, mask, _, _, finished = env.step(actions)
             for f in finished:

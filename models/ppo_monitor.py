@@ -78,9 +78,10 @@ def evaluate_policy(policy: ActorCritic, reference: ActorCritic | None, reward_m
 
 
 def baseline_golds(songs: Sequence[SongAnalysis], targets: Targets, cfg: Config, seed: int = 0) -> dict[str, list[float]]:
-    """Listener totals of the heuristic and random editors on the (song, target) jobs of ``evaluate_policy``."""
+    """Listener totals of the search, heuristic and random editors on the (song, target) jobs of ``evaluate_policy``
+    (the search editor: the strongest baseline, the one the policy must beat)."""
     rng = np.random.default_rng(seed)
-    out: dict[str, list[float]] = {"heuristic": [], "random": []}
+    out: dict[str, list[float]] = {"heuristic": [], "random": [], "search": []}
     for s, t in monitor_jobs(songs, targets):
         for name in out:
             e = edit_with(name, s, t, rng=rng, cfg=cfg.env, crossfade_ms=cfg.render.crossfade_ms)
@@ -118,6 +119,7 @@ class PPOMonitor:
         row = {"update": update, "global_step": global_step, "kl_coef": kl_coef,
                **{k: v for k, v in ev.items() if k != "gold_per_job"}}
         row["gold_heuristic"] = float(np.mean(self.baselines["heuristic"]))
+        row["gold_search"] = float(np.mean(self.baselines["search"]))
         self.history.append(row)
         if ev["gold"] > self.best["gold"]:
             self.best = {"gold": ev["gold"], "update": update, "path": None}
@@ -141,3 +143,19 @@ class PPOMonitor:
             self.policy.load_state_dict(load_checkpoint(self.best["path"], kind=POLICY_KIND)["state_dict"])
         elif self.best_state is not None:
             self.policy.load_state_dict(self.best_state)
+
+
+def selection_summary(history: Sequence[dict], best_gold: float) -> dict:
+    """Validation figures of a monitored run, side by side for PPO and DPO: the reference's gold (the first
+    evaluation, KL 0), the search editor's gold on the same jobs, and the best-by-gold checkpoint's gold, KL and
+    win rates against the search editor and the heuristic."""
+    if not history:
+        return {}
+    first = history[0]
+    best = next((r for r in history if r.get("gold") == best_gold), history[-1])
+    out = {"reference_gold": first.get("gold"), "search_gold": first.get("gold_search"), "best_kl": best.get("kl"),
+           "best_win_rate_vs_search": best.get("win_rate_vs_search"),
+           "best_win_rate_vs_heuristic": best.get("win_rate_vs_heuristic"),
+           "reference_win_rate_vs_search": first.get("win_rate_vs_search")}
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
+
