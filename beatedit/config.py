@@ -304,10 +304,10 @@ class PolicyConfig:
 class BCConfig:
     editors: tuple[Literal["search", "heuristic", "fade"], ...] = ("search",)  # baseline editors whose decisions are
     #                             cloned (the search editor: the strongest baseline, so the anchor is a good prior)
-    epochs: int = 20  # passes over the demonstrations' (obs, mask, action) pairs
+    epochs: int = 10  # passes over the demonstrations' (obs, mask, action) pairs
     lr: float = 1e-3  # AdamW learning rate
     batch_size: int = 512  # pairs per gradient step
-    samples_per_song: int = 6  # edits per training song and editor, each at another target ratio in the env's range
+    samples_per_song: int = 18  # edits per training song and editor, each at another target ratio in the env's range
     weight_decay: float = 1e-4  # AdamW weight decay
     val_fraction: float = 0.1  # share of the training songs held out to report BC accuracy (0 = none)
     class_balance: float = 0.5  # weight each pair by count(action)^-class_balance (KEEP dominates: without it

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,9 @@ def main() -> None:
         print(json.dumps({k: res.get(k) for k in sel}, indent=1))
         print("best:", {k: best_row.get(k) for k in ("gold", "kl", "win_rate_vs_search", "win_rate_vs_heuristic", "gold_search")})
     rec["wall_s"] = time.time() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rec["cpu_s"] = ru.ru_utime + ru.ru_stime  # with 1 torch thread ~ the wall time on a quiet core
+    print(f"wall {rec['wall_s']:.0f} s, cpu {rec['cpu_s']:.0f} s")
     with open(args.log, "a") as f:
         f.write(json.dumps(rec, default=str) + "\n")
 
