@@ -306,16 +306,19 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class BCConfig:
-    epochs: int = 20  # passes over the heuristic editor's (obs, mask, action) pairs
+    editors: tuple[Literal["search", "heuristic", "fade"], ...] = ("search",)  # baseline editors whose decisions are
+    #                             cloned (the search editor: the strongest baseline, so the anchor is a good prior)
+    epochs: int = 10  # passes over the demonstrations' (obs, mask, action) pairs
     lr: float = 1e-3  # AdamW learning rate
     batch_size: int = 512  # pairs per gradient step
-    samples_per_song: int = 6  # heuristic edits per training song, each at another target ratio in the env's range
+    samples_per_song: int = 18  # edits per training song and editor, each at another target ratio in the env's range
     weight_decay: float = 1e-4  # AdamW weight decay
     val_fraction: float = 0.1  # share of the training songs held out to report BC accuracy (0 = none)
     class_balance: float = 0.5  # weight each pair by count(action)^-class_balance (KEEP dominates: without it
     #                             BC never cuts or fades greedily); 0 = plain cross-entropy
-    label_smoothing: float = 0.1  # target mass spread over the *legal* actions: keeps the reference stochastic,
-    #                               so PPO can explore and the KL to it stays finite
+    label_smoothing: float = 0.0  # target mass spread over the *legal* actions; 0 = none: with smoothing every
+    #                               sharpened policy pays a flat KL per decision, so the KL no longer measures
+    #                               distance from the prior (issue 17); PPO explores through rlhf.ent_coef
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,18 @@ class DPOConfig:
     batch_size: int = 16  # pairs per gradient step
     label_smoothing: float = 0.0  # conservative DPO: assumed probability that a label is flipped
     min_strength: float = 0.0  # skip pairs whose preference strength |p-0.5|*2 is below this (ties always skipped)
+    # --- online, iterative DPO (models.dpo.train_online_dpo; like TRL's OnlineDPOConfig / RPO) ---------------------
+    online: bool = True  # true: each round samples edits from the current policy and ranks them with the learned reward
+    #                      model (with the target; never the listener); false: offline DPO on the preference pairs
+    rounds: int = 4  # online rounds (sample -> rank -> train); the monitor evaluates after each, the best-by-gold is kept
+    prompts_per_song: int = 4  # (train song, target) prompts per song per round, targets stratified over the env's range
+    samples_per_prompt: int = 8  # edits sampled per prompt from the current policy; the best and the worst by the
+    #                               learned reward make one pair (prompts whose samples all score alike are skipped)
+    temperature: float = 1.0  # sampling temperature of the online edits (> 1 spreads a sharp BC policy's samples)
+    min_reward_gap: float = 0.02  # skip a prompt whose best and worst normalised learned rewards differ by less
+    ipo: bool = True  # IPO loss (Azar et al. 2023): (h - 1/(2 beta))^2, bounded margins; false: sigmoid DPO with label_smoothing
+    nll_coef: float = 0.2  # weight of the chosen edit's per-decision NLL (RPO, Pang et al. 2024): stops the chosen
+    #                        edit's likelihood falling with the rejected one's (likelihood displacement)
 
 
 @dataclass(frozen=True)
@@ -760,6 +775,10 @@ RANGES: dict[str, Range] = {
     "rlhf.dpo.lr": Range(gt=0, le=10),
     "rlhf.dpo.label_smoothing": Range(ge=0, lt=0.5),
     "rlhf.dpo.min_strength": FRACTION,
+    "rlhf.dpo.temperature": Range(gt=0, le=100),
+    "rlhf.dpo.min_reward_gap": Range(ge=0, le=10),
+    "rlhf.dpo.nll_coef": Range(ge=0, le=100),
+    "rlhf.dpo.samples_per_prompt": Range(ge=2, le=1024),
     "rlhf.*": AT_LEAST_ONE,  # counts: kl_horizon, total_steps, n_envs, rollout_steps, ..., policy sizes, bc/dpo epochs and batches
     "evaluate.n_render_examples": NON_NEGATIVE,
     "evaluate.listening_*": NON_NEGATIVE,

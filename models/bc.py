@@ -1,18 +1,22 @@
-"""Behaviour cloning of the heuristic editor: the reference policy.
+"""Behaviour cloning of baseline editors: the reference policy (SFT before RL).
 
 The reference is both PPO's starting point and its KL anchor (and DPO's). It is
 trained on (observation, mask, action) triples from replaying, through the env, the
-rule-based heuristic editor's decisions (``beatedit.editing.editors.heuristic_decisions``) on
-every training song at ``samples_per_song`` targets stratified over the env's target
-range, plus human edits when given (decision lists, or per-beat actions from which the
-decisions are recovered exactly).
+decisions of the baseline editors named in ``rlhf.bc.editors`` (default: the search
+editor, ``beatedit.editing.search.search_decisions``, the strongest baseline; also
+``heuristic`` and ``fade``) on every training song at ``samples_per_song`` targets
+stratified over the env's target range, plus human edits when given (decision lists,
+or per-beat actions from which the decisions are recovered exactly). An editor's edit
+that the length-guarded env could not take (``models.dpo.within_guard``) is left out and
+counted (``bc_expressible_<editor>``: the fraction kept; the check is ``models.dpo.within_guard``'s).
 
 Loss: cross-entropy of the masked policy against the demonstrated action, weighted per
-pair by ``count(action) ** -class_balance`` (normalised to mean 1: KEEP is ~95% of the
-heuristic's decisions, and without it the clone never cuts or fades greedily), with
-``label_smoothing`` spread over the *legal* actions only (so the reference keeps some
-mass on every legal action: PPO can explore, and log pi_ref stays finite). Only the
-actor (shared encoder + actor head) is trained; the critic is left to PPO.
+pair by ``count(action) ** -class_balance`` (normalised to mean 1: KEEP is ~90-95% of the
+decisions, and without it the clone never cuts or fades greedily), with optional
+``label_smoothing`` spread over the *legal* actions only. The default is no smoothing:
+with it, every sharpened policy pays a flat KL of about ``-log(1 - eps)`` nats per decision
+to the reference, so the KL measures the smoothing rather than distance from the prior.
+Only the actor (shared encoder + actor head) is trained; the critic is left to PPO.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import torch
 
 from beatedit.progress import progress_bar
 from beatedit.config import Config, EnvConfig
-from beatedit.editing.editors import heuristic_decisions
+from beatedit.editing.editors import fade_decisions, heuristic_decisions
+from beatedit.editing.program import build_edit
+from beatedit.editing.search import search_decisions
 from beatedit.audio.song import SongAnalysis
 
 from models.policy import ActorCritic
@@ -42,7 +48,7 @@ class Demonstrations:
     mask: np.ndarray  # bool [N, 10]
     action: np.ndarray  # int64 [N]
     song: np.ndarray  # int64 [N]: index of the song the step comes from
-    source: np.ndarray  # <U9 [N]: "heuristic" | "human"
+    source: np.ndarray  # <U9 [N]: the editor's name ("search", "heuristic", "fade") | "human"
 
     def __len__(self) -> int:
         return len(self.action)
@@ -83,14 +89,40 @@ def demonstrations(songs: Sequence[SongAnalysis], jobs: Sequence[tuple[int, floa
                           np.full(n, source, dtype="<U9"))
 
 
-def heuristic_demonstrations(songs: Sequence[SongAnalysis], env_cfg: EnvConfig, samples_per_song: int,
-                             seed: int = 0) -> Demonstrations:
+def _within_guard(song: SongAnalysis, decisions: Sequence[int], target_ratio: float, env_cfg: EnvConfig) -> bool:
+    """Whether the length-guarded env (the policy's world) could take ``decisions`` at all."""
+    try:
+        build_edit(song, decisions, 0.0, target_ratio, env_cfg, guarded=True)
+    except ValueError:
+        return False
+    return True
+
+
+#: the baseline editors BC can clone: name -> decisions(song, target_ratio, env_cfg)
+EDITOR_DECISIONS = {"search": search_decisions, "heuristic": heuristic_decisions, "fade": fade_decisions}
+
+
+def editor_demonstrations(songs: Sequence[SongAnalysis], env_cfg: EnvConfig, editor: str, samples_per_song: int,
+                          seed: int = 0) -> tuple[Demonstrations, float]:
+    """``editor``'s edits of every song at ``samples_per_song`` stratified targets, replayed through the env;
+    returns (demonstrations, fraction of the edits the length-guarded env could take: only those are kept)."""
+    if editor not in EDITOR_DECISIONS:
+        raise ValueError(f"rlhf.bc.editors: unknown editor {editor!r}; choose from {', '.join(EDITOR_DECISIONS)}")
+    decide = EDITOR_DECISIONS[editor]
     rng = np.random.default_rng(seed)
-    jobs = []
+    jobs, total = [], 0
     for i, s in enumerate(songs):
         for t in stratified_targets(samples_per_song, env_cfg.target_min, env_cfg.target_max, rng):
-            jobs.append((i, float(t), heuristic_decisions(s, float(t), env_cfg)))
-    return demonstrations(songs, jobs, env_cfg, "heuristic")
+            d = decide(s, float(t), env_cfg)
+            total += 1
+            if _within_guard(s, d, float(t), env_cfg):
+                jobs.append((i, float(t), d))
+    return demonstrations(songs, jobs, env_cfg, editor), (len(jobs) / total if total else float("nan"))
+
+
+def heuristic_demonstrations(songs: Sequence[SongAnalysis], env_cfg: EnvConfig, samples_per_song: int,
+                             seed: int = 0) -> Demonstrations:
+    return editor_demonstrations(songs, env_cfg, "heuristic", samples_per_song, seed)[0]
 
 
 def human_demonstrations(songs: Sequence[SongAnalysis], edits: Sequence[dict], env_cfg: EnvConfig) -> Demonstrations:
@@ -144,7 +176,7 @@ def rare_recall(policy: ActorCritic, demos: Demonstrations, device: str | torch.
 def train_bc(policy: ActorCritic, songs_train: Sequence[SongAnalysis], cfg: Config, *,
              human_edits: Sequence[dict] | None = None, log: LogFn | None = None, device: str | torch.device = "cpu",
              progress: bool = True) -> dict:
-    """Clone the heuristic editor (+ human edits) into ``policy`` in place; returns metrics.
+    """Clone the editors of ``rlhf.bc.editors`` (+ human edits) into ``policy`` in place; returns metrics.
 
     Songs are split (by song, seeded) into fit / held-out for the reported accuracy.
     ``log(metrics, epoch)`` is called once per epoch.
@@ -152,9 +184,15 @@ def train_bc(policy: ActorCritic, songs_train: Sequence[SongAnalysis], cfg: Conf
     bc, env_cfg, seed = cfg.rlhf.bc, cfg.env, cfg.rlhf.seed
     t0 = time.time()
     songs_train = list(songs_train)
-    demos = heuristic_demonstrations(songs_train, env_cfg, bc.samples_per_song, seed)
+    if not bc.editors and not human_edits:
+        raise ValueError("rlhf.bc.editors is empty and there are no human edits: nothing to clone")
+    parts, expressible = [], {}
+    for editor in bc.editors:
+        part, expressible[editor] = editor_demonstrations(songs_train, env_cfg, editor, bc.samples_per_song, seed)
+        parts.append(part)
     if human_edits:
-        demos = Demonstrations.concat([demos, human_demonstrations(songs_train, human_edits, env_cfg)])
+        parts.append(human_demonstrations(songs_train, human_edits, env_cfg))
+    demos = Demonstrations.concat(parts)
     rng = np.random.default_rng(seed)
     n_val = int(round(bc.val_fraction * len(songs_train))) if len(songs_train) > 1 else 0
     val_songs = rng.permutation(len(songs_train))[:n_val]
@@ -204,7 +242,9 @@ def train_bc(policy: ActorCritic, songs_train: Sequence[SongAnalysis], cfg: Conf
     last = history[-1] if history else {}
     return {"bc_loss": last.get("bc/loss"), "bc_train_accuracy": last.get("bc/train_accuracy"),
             "bc_val_accuracy": last.get("bc/val_accuracy"), "bc_val_rare_recall": last.get("bc/val_rare_recall"), "bc_pairs": int(n), "bc_val_pairs": int(len(held)),
-            "bc_human_pairs": int((demos.source == "human").sum()), "bc_seconds": time.time() - t0, "history": history}
+            "bc_human_pairs": int((demos.source == "human").sum()), "bc_seconds": time.time() - t0,
+            **{f"bc_expressible_{e}": f for e, f in expressible.items()},
+            **{f"bc_pairs_{e}": int((demos.source == e).sum()) for e in bc.editors}, "history": history}
 
 
 def make_reference(policy: ActorCritic) -> ActorCritic:

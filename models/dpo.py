@@ -43,9 +43,10 @@ from beatedit.editing.env import VecBeatEditEnv
 from beatedit.editing.program import build_edit
 from beatedit.audio.song import SongAnalysis
 
+from models.bc import stratified_targets
 from models.policy import ActorCritic, attach_reference, save_policy
-from models.policy_edit import decisions_from_beat_actions, replay_trajectories
-from models.ppo_monitor import audio_for, baseline_golds, evaluate_policy, monitor_targets
+from models.policy_edit import decisions_from_beat_actions, edit_songs, replay_trajectories
+from models.ppo_monitor import audio_for, baseline_golds, evaluate_policy, monitor_targets, score_learned, selection_summary
 
 LogFn = Callable[[dict, int], None]
 CheckpointFn = Callable[[Path, int], None]
@@ -284,4 +285,174 @@ def train_dpo(policy: ActorCritic, reference: ActorCritic, pairs_df: pd.DataFram
             "final_gold": last.get("gold", float("nan")), "final_proxy": last.get("proxy", float("nan")),
             "val_accuracy": last.get("val_accuracy", float("nan")), "best_gold": best["gold"], "best_epoch": best["epoch"],
             "best_path": best["path"], "last_checkpoint": str(last_ckpt) if last_ckpt else None, "history": history,
-            "final_state_dict": final_state, "learned_reward_calls": 0, "seconds": time.time() - t0}
+            "final_state_dict": final_state, "learned_reward_calls": 0, "seconds": time.time() - t0,
+            **selection_summary(history, best["gold"])}
+
+
+# ----------------------------------------------------------------------------- online, iterative DPO
+def ipo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float
+             ) -> torch.Tensor:
+    """Per-pair IPO loss (Azar et al. 2023): (h - 1/(2 beta))^2 with h the DPO log-ratio margin.
+    Unlike the sigmoid loss it stops pushing once the margin reaches 1/(2 beta), so a
+    deterministic preference cannot drive the log-ratios to infinity."""
+    h = (pi_c - ref_c) - (pi_r - ref_r)
+    return (h - 1.0 / (2.0 * beta)) ** 2
+
+
+def online_pairs(policy: ActorCritic, reward_model, normalizer, songs: Sequence[SongAnalysis], cfg: Config,
+                 rng: np.random.Generator, device: str | torch.device = "cpu") -> tuple[PairSet, dict]:
+    """One round's pairs: ``prompts_per_song`` (song, target) prompts per song, ``samples_per_prompt`` edits
+    sampled from ``policy`` for each, ranked by the learned reward *with the target* (normalised); the best
+    and the worst make a pair when their rewards differ by at least ``min_reward_gap``. Never the listener."""
+    dc, env_cfg = cfg.rlhf.dpo, cfg.env
+    songs = list(songs)
+    K = dc.samples_per_prompt
+    prompts = [(i, float(t)) for i, s in enumerate(songs)
+               for t in stratified_targets(dc.prompts_per_song, env_cfg.target_min, env_cfg.target_max, rng)]
+    jobs = [p for p in prompts for _ in range(K)]
+    edits = edit_songs(policy, [songs[i] for i, _ in jobs], [t for _, t in jobs], env_cfg, greedy=False, rng=rng,
+                       render_cfg=cfg.render, device=device, temperature=dc.temperature)
+    raw = score_learned(reward_model, [(songs[i], e.edit.beat_actions, t) for (i, t), e in zip(jobs, edits)], device,
+                        cfg.rlhf.reward_batch_size)
+    reward = np.asarray(normalizer(raw), dtype=np.float64).reshape(len(prompts), K)
+    song_i, target, chosen, rejected, gaps, distinct = [], [], [], [], [], []
+    for p, (i, t) in enumerate(prompts):
+        group = edits[p * K:(p + 1) * K]
+        distinct.append(len({tuple(e.edit.decisions) for e in group}))
+        best, worst = int(np.argmax(reward[p])), int(np.argmin(reward[p]))
+        gap = reward[p, best] - reward[p, worst]
+        if gap < dc.min_reward_gap or group[best].edit.decisions == group[worst].edit.decisions:
+            continue
+        song_i.append(i)
+        target.append(t)
+        chosen.append(list(group[best].edit.decisions))
+        rejected.append(list(group[worst].edit.decisions))
+        gaps.append(gap)
+    pairs = PairSet(np.asarray(song_i, dtype=np.int64), np.asarray(target, dtype=np.float64), chosen, rejected,
+                    np.ones(len(song_i), dtype=np.float32))
+    stats = {"prompts": len(prompts), "pairs": len(pairs), "mean_reward": float(reward.mean()),
+             "mean_best_reward": float(reward.max(1).mean()), "mean_gap": float(np.mean(gaps)) if gaps else 0.0,
+             "distinct_per_prompt": float(np.mean(distinct))}
+    return pairs, stats
+
+
+def train_online_dpo(policy: ActorCritic, reference: ActorCritic, reward_model, normalizer,
+                     songs_train: Sequence[SongAnalysis], songs_val: Sequence[SongAnalysis], cfg: Config, *,
+                     log: LogFn | None = None, on_checkpoint: CheckpointFn | None = None,
+                     checkpoint_dir: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True,
+                     restore_best: bool = True) -> dict:
+    """Online, iterative DPO (Xu et al. 2023 "Some things are more CRINGE than others"; Guo et al. 2024 "Direct
+    language model alignment from online AI feedback"; RPO, Pang et al. 2024): ``rlhf.dpo.rounds`` rounds of
+
+    1. sample ``samples_per_prompt`` edits per (train song, target) from the current policy,
+    2. rank them with the learned reward model (with the target; the listener is never asked),
+    3. ``epochs`` passes over the round's best-vs-worst pairs with the IPO loss (``ipo``; else sigmoid DPO with
+       ``label_smoothing``) plus ``nll_coef`` x the chosen edit's per-decision NLL (against likelihood displacement),
+
+    always against the frozen BC ``reference``. The over-optimisation monitor (greedy edits of validation songs:
+    gold, proxy, KL) runs before the first round and after each; the best policy by gold is kept."""
+    rl, dc = cfg.rlhf, cfg.rlhf.dpo
+    if reward_model is None or normalizer is None:
+        raise ValueError("online DPO ranks its samples with the learned reward model: pass reward_model and normalizer")
+    device = torch.device(device)
+    t0 = time.time()
+    songs_train = list(songs_train)
+    torch.manual_seed(rl.seed)
+    rng = np.random.default_rng(rl.seed)
+    eval_songs = list(songs_val)[: rl.n_eval_songs]
+    replay = _Replayer(songs_train, cfg.env)
+    attach_reference(policy, reference, device)
+    reward_model.to(device).eval()
+    opt = torch.optim.AdamW(policy.parameters(), lr=dc.lr, weight_decay=0.0)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    eval_targets = monitor_targets(eval_songs, cfg)
+    eval_audio = audio_for(eval_songs, cfg)  # gold with seams on audio, as the evaluation measures it
+    baselines = baseline_golds(eval_songs, eval_targets, cfg, seed=rl.seed, audio=eval_audio) if eval_songs else {}
+    history: list[dict] = []
+    best = {"gold": -np.inf, "epoch": -1, "path": None}
+    best_state = None
+    step = 0
+    learned_reward_calls = 0
+
+    def monitor(rnd: int, extra: dict) -> dict:
+        nonlocal best, best_state
+        if not eval_songs:
+            return {}
+        ev = evaluate_policy(policy, reference, reward_model, normalizer, eval_songs, eval_targets, cfg, device,
+                             baselines, rl.reward_batch_size, eval_audio)
+        row = {"epoch": rnd, "round": rnd, "step": step, **{k: v for k, v in ev.items() if k != "gold_per_job"},
+               **{f"gold_{name}": float(np.mean(g)) for name, g in baselines.items()}, **extra}
+        history.append(row)
+        if ev["gold"] > best["gold"]:
+            best = {"gold": ev["gold"], "epoch": rnd, "path": None}
+            if ckpt_dir is not None:
+                best["path"] = str(save_policy(ckpt_dir / "best.pt", policy, extra={"round": rnd, "gold": ev["gold"]}))
+            else:
+                best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+        if log is not None:
+            log({f"eval/{k}": v for k, v in row.items() if k not in ("epoch", "round", "step")} | {"eval/best_gold": best["gold"]}, step)
+        policy.train()
+        return row
+
+    monitor(0, {})
+    last_ckpt = None
+    bar = progress_bar(range(1, dc.rounds + 1), desc="online dpo", disable=not progress)
+    for rnd in bar:
+        policy.eval()
+        pairs, stats = online_pairs(policy, reward_model, normalizer, songs_train, cfg, rng, device)
+        learned_reward_calls += stats["prompts"] * dc.samples_per_prompt
+        policy.train()
+        losses, accs, nlls = [], [], []
+        for _ in range(dc.epochs if len(pairs) else 0):
+            perm = rng.permutation(len(pairs))
+            for s in range(0, len(pairs), dc.batch_size):
+                idx = perm[s:s + dc.batch_size]
+                with torch.no_grad():
+                    ref_c, ref_r = _batch_logps(reference, replay, pairs, idx, device)
+                pi_c, pi_r = _batch_logps(policy, replay, pairs, idx, device)
+                if dc.ipo:
+                    pref = ipo_loss(pi_c, pi_r, ref_c, ref_r, dc.beta)
+                else:
+                    pref, _ = dpo_loss(pi_c, pi_r, ref_c, ref_r, dc.beta, dc.label_smoothing)
+                n_dec = torch.as_tensor([len(pairs.chosen[i]) for i in idx], device=device, dtype=pi_c.dtype)
+                nll = -pi_c / n_dec  # per-decision NLL of the chosen edit
+                loss = (pref + dc.nll_coef * nll).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.max_grad_norm)
+                opt.step()
+                step += 1
+                with torch.no_grad():
+                    h = (pi_c - ref_c) - (pi_r - ref_r)
+                losses.append(float(loss.detach()))
+                accs.append(float((h > 0).float().mean()))
+                nlls.append(float(nll.detach().mean()))
+                if log is not None:
+                    log({"dpo/loss": losses[-1], "dpo/accuracy": accs[-1], "dpo/nll_chosen": nlls[-1],
+                         "dpo/margin": float(h.mean()), "dpo/grad_norm": float(grad_norm), "dpo/round": rnd}, step)
+        extra = {f"round_{k}": v for k, v in stats.items()} | {
+            "round_loss": float(np.mean(losses)) if losses else float("nan"),
+            "round_accuracy": float(np.mean(accs)) if accs else float("nan")}
+        row = monitor(rnd, extra)
+        bar.set_postfix(pairs=stats["pairs"], gold=f"{row.get('gold', float('nan')):.3f}", kl=f"{row.get('kl', float('nan')):.2f}")
+        if ckpt_dir is not None:
+            last_ckpt = save_policy(ckpt_dir / f"online_dpo_round_{rnd:03d}.pt", policy, extra={"round": rnd, "step": step})
+            if on_checkpoint is not None:
+                on_checkpoint(last_ckpt, step)
+    bar.close()
+    final_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    if restore_best and best["epoch"] >= 0:
+        if best["path"] is not None:
+            from models.checkpoint import load_checkpoint
+
+            policy.load_state_dict(load_checkpoint(best["path"], kind="policy")["state_dict"])
+        elif best_state is not None:
+            policy.load_state_dict(best_state)
+    policy.eval()
+    last = history[-1] if history else {}
+    return {"rounds": dc.rounds, "steps": step, "pairs_train": int(sum(r.get("round_pairs", 0) for r in history)),
+            "final_kl": last.get("kl", float("nan")), "final_gold": last.get("gold", float("nan")),
+            "final_proxy": last.get("proxy", float("nan")), "best_gold": best["gold"], "best_round": best["epoch"],
+            "best_path": best["path"], "last_checkpoint": str(last_ckpt) if last_ckpt else None, "history": history,
+            "final_state_dict": final_state, "learned_reward_calls": learned_reward_calls, "seconds": time.time() - t0,
+            **selection_summary(history, best["gold"])}

@@ -56,7 +56,7 @@ from beatedit.editing.env import VecBeatEditEnv
 from models.device import bf16_autocast
 from models.policy import ActorCritic, attach_reference
 from models.policy_edit import finished_mask
-from models.ppo_monitor import PPOMonitor, score_learned
+from models.ppo_monitor import PPOMonitor, score_learned, selection_summary
 from models.ppo_state import ResumeState, env_state, resolve_resume, rng_state, set_env_state, set_rng_state
 
 LogFn = Callable[[dict, int], None]
@@ -414,4 +414,5 @@ def train_ppo(policy: ActorCritic, reference: ActorCritic, reward_model, normali
         "last_checkpoint": str(last_ckpt) if last_ckpt else None, "kl_coef": kl_coef,
         "history": history, "train_history": train_history, "final_state_dict": final_state,
         "seconds": time.time() - t_start, "sps": steps_this_run / max(time.time() - t_loop, 1e-9),
+        **selection_summary(history, best["gold"]),
     }

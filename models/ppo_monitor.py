@@ -171,3 +171,19 @@ class PPOMonitor:
             self.policy.load_state_dict(load_checkpoint(self.best["path"], kind=POLICY_KIND)["state_dict"])
         elif self.best_state is not None:
             self.policy.load_state_dict(self.best_state)
+
+
+def selection_summary(history: Sequence[dict], best_gold: float) -> dict:
+    """Validation figures of a monitored run, side by side for PPO and DPO: the reference's gold (the first
+    evaluation, KL 0), the search editor's gold on the same jobs, and the best-by-gold checkpoint's gold, KL and
+    win rates against the search editor and the heuristic."""
+    if not history:
+        return {}
+    first = history[0]
+    best = next((r for r in history if r.get("gold") == best_gold), history[-1])
+    out = {"reference_gold": first.get("gold"), "search_gold": first.get("gold_search"), "best_kl": best.get("kl"),
+           "best_win_rate_vs_search": best.get("win_rate_vs_search"),
+           "best_win_rate_vs_heuristic": best.get("win_rate_vs_heuristic"),
+           "reference_win_rate_vs_search": first.get("win_rate_vs_search")}
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
+

@@ -106,17 +106,20 @@ def ppo_task(cfg: Config, policy: object, reference: object, train: list[SongAna
 def dpo_task(cfg: Config, policy: object, reference: object, train: list[SongAnalysis], val: list[SongAnalysis], device: str) -> dict:
     import mlflow
 
-    from models.dpo import train_dpo
+    from models.dpo import train_dpo, train_online_dpo
     from models.reward_model import load_reward_model
 
     paths = StagePaths.from_config(cfg)
     reward_model, normalizer, _ = load_reward_model(paths.reward_checkpoint)
-    pairs = pd.read_parquet(paths.pairs_table)
     ckpt_dir = paths.rlhf_runs_dir / (run_key(cfg) + "-dpo")
 
     def on_checkpoint(path: Path, step: int) -> None:
         mlflow.log_artifact(str(path), artifact_path=f"checkpoints/dpo_step_{step:08d}")
 
+    if cfg.rlhf.dpo.online:  # samples of the current policy ranked by the learned reward model, round after round
+        return train_online_dpo(policy, reference, reward_model, normalizer, train, val, cfg, log=mlflow_logger("dpo"),
+                                on_checkpoint=on_checkpoint, checkpoint_dir=ckpt_dir, device=device)
+    pairs = pd.read_parquet(paths.pairs_table)
     return train_dpo(policy, reference, pairs, train + val, cfg, songs_val=val, reward_model=reward_model, normalizer=normalizer,
                      log=mlflow_logger("dpo"), on_checkpoint=on_checkpoint, checkpoint_dir=ckpt_dir, device=device)
 
@@ -137,7 +140,8 @@ def heldout_task(cfg: Config, policy: object, reference: object, test: list[Song
 
 def training_figures(algorithm: str, result: dict) -> dict:
     """The per-algorithm training figures reported side by side: ``{algorithm}_final_kl`` etc."""
-    keys = ("learned_reward_calls", "final_kl", "final_gold", "final_proxy", "best_gold", "seconds")
+    keys = ("learned_reward_calls", "final_kl", "final_gold", "final_proxy", "best_gold", "best_kl", "reference_gold",
+            "search_gold", "best_win_rate_vs_search", "best_win_rate_vs_heuristic", "seconds")
     return {f"{algorithm}_{k}": result[k] for k in keys if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)}
 
 

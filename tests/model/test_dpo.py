@@ -118,3 +118,49 @@ def test_dpo_learns_the_training_preferences():
     assert res["pairs_train"] == len(train) and res["steps"] == 6 * -(-len(train) // 8)
     assert any("dpo/margin" in m for _, m in logged) and any("eval/gold" in m for _, m in logged)
     assert res["history"][0]["kl"] == 0.0 and res["final_kl"] > 0.0
+
+
+# ----------------------------------------------------------------------------- online, iterative DPO
+def test_ipo_loss_by_hand():
+    from models.dpo import ipo_loss
+
+    pi_c, ref_c, pi_r, ref_r = torch.tensor([-3.0]), torch.tensor([-4.0]), torch.tensor([-5.0]), torch.tensor([-4.0])
+    assert ipo_loss(pi_c, pi_r, ref_c, ref_r, beta=0.25).item() == pytest.approx(0.0)  # h = 2 = 1/(2*0.25)
+    assert ipo_loss(pi_c, pi_r, ref_c, ref_r, beta=0.5).item() == pytest.approx(1.0)  # (2 - 1)^2: past the target, pulled back
+
+
+def test_online_dpo_ranks_its_own_samples_with_the_reward_model_and_learns_them():
+    from models.dpo import online_pairs, train_online_dpo
+    from models.ppo_monitor import score_learned
+    from models.reward_model import RewardModel, RewardNormalizer
+
+    cfg = small_cfg(rounds=2, prompts_per_song=2, samples_per_prompt=4, epochs=3, batch_size=4, lr=1e-3, beta=0.5,
+                    temperature=2.0, min_reward_gap=0.0, nll_coef=0.1)
+    songs = [rl_song(i, n_bars=12) for i in range(3)]
+    torch.manual_seed(0)
+    pol = policy_for_env(cfg.env, cfg.rlhf.policy)
+    ref = copy.deepcopy(pol).eval()
+    torch.manual_seed(0)
+    rm, norm = RewardModel(d_model=16, n_layers=1, n_heads=2, dropout=0.0).eval(), RewardNormalizer(0.0, 1.0)
+    pairs, stats = online_pairs(pol, rm, norm, songs[:2], cfg, np.random.default_rng(0))
+    assert stats["prompts"] == 4 and 0 < len(pairs) <= 4
+    for i, t, c, r in zip(pairs.song, pairs.target, pairs.chosen, pairs.rejected):  # best over worst, by the learned reward
+        from beatedit.editing.program import build_edit
+
+        ec, er = (build_edit(songs[i], d, 0.0, t, cfg.env) for d in (c, r))
+        sc, sr = score_learned(rm, [(songs[i], ec.beat_actions, t), (songs[i], er.beat_actions, t)], "cpu", 8)
+        assert sc > sr and c != r
+    logged = []
+    res = train_online_dpo(pol, ref, rm, norm, songs[:2], songs[2:], cfg, log=lambda m, s: logged.append(m),
+                           progress=False, restore_best=False)
+    assert [r["round"] for r in res["history"]] == [0, 1, 2] and res["history"][0]["kl"] == 0.0
+    assert res["learned_reward_calls"] == 2 * 4 * 4 and res["steps"] > 0 and res["final_kl"] > 0.0
+    assert any("dpo/nll_chosen" in m for m in logged) and any("eval/gold_search" in m for m in logged)
+    # the last round's pairs are now preferred by the policy over the reference (positive implicit margin)
+    pol.load_state_dict(res["final_state_dict"])
+    rep = _Replayer(songs[:2], cfg.env)
+    last, _ = online_pairs(ref, rm, norm, songs[:2], cfg, np.random.default_rng(1))
+    m = pair_metrics(pol, ref, rep, last, 0.5, "cpu")
+    assert m["margin"] > 0.0, m
+    with pytest.raises(ValueError, match="reward model"):
+        train_online_dpo(pol, ref, None, None, songs[:2], songs[2:], cfg, progress=False)
