@@ -357,7 +357,7 @@ class RLHFConfig:
     kl_target: float = 4.0  # target KL to the reference per episode (nats, summed over decisions) for adaptive_kl
     kl_horizon: int = 10000  # env steps over which the adaptive controller moves kl_coef
     # --- PPO (CleanRL names) -------------------------------------------------------------------------------
-    total_steps: int = 786432  # env steps (decisions) over the whole run; updates = total_steps // (n_envs * rollout_steps)
+    total_steps: int = 524288  # env steps (decisions) over the whole run; updates = total_steps // (n_envs * rollout_steps)
     n_envs: int = 16  # parallel episodes in the vectorised env (songs drawn round-robin/random from the train split)
     rollout_steps: int = 128  # steps per env per rollout
     gamma: float = 1.0  # discount; 1.0 = undiscounted episodic return (the reward is mostly terminal)
