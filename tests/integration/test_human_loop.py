@@ -34,7 +34,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run",
         "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 SECRET = "human-loop-test-secret-0123456789"
-COPY = ["beatedit", "models", "tasks", "flows", "dvc.yaml", "pyproject.toml", ".dvcignore", "data/feedback/human_pairs.parquet"]
+COPY = ["beatedit", "models", "tasks", "flows", "dvc.yaml", "pyproject.toml", ".dvcignore", "data/feedback/human_pairs.parquet",
+        "data/feedback/analyses/README.md"]  # the committed votes table and uploads' analyses folder: declared deps
 SONGS = ["song_000", "song_001", "song_002"]
 FRACTIONS = [0.5, 0.5, 0.0]  # train / validation only: the gate needs validation pairs, the loop needs a train song
 

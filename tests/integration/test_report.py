@@ -25,12 +25,14 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-COPY = ["beatedit", "models", "tasks", "flows", "dvc.yaml", "pyproject.toml", ".dvcignore"]
+COPY = ["beatedit", "models", "tasks", "flows", "dvc.yaml", "pyproject.toml", ".dvcignore",
+        "data/feedback/human_pairs.parquet", "data/feedback/analyses/README.md"]  # declared deps of preferences / reward
 
 
 def tiny_report_params() -> dict:
     p = config_to_dict(Config())
     p["data"]["corpus"].update(n_songs=8, min_seconds=20.0, max_seconds=26.0)
+    p["features"]["realmusic_check"] = False  # the 47-piece real-music check costs minutes; tests/data/test_realmusic.py covers it
     p["preferences"].update(candidates_per_song=8, pairs_per_song=8, ood_pairs_per_song=1, targets_per_song=1)
     p["reward"].update(d_model=16, n_layers=1, n_heads=2, epochs=1, max_beats=128, window_stride=64,
                        # the gate is not what this test checks: a 1-epoch model on 8 songs passes anything
@@ -57,6 +59,7 @@ def report_repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("reportrepo")
     for name in COPY:
         src = REPO / name
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
