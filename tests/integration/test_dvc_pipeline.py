@@ -92,7 +92,8 @@ def test_dvc_reporting_commands(dvc_repo):
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(root / "dvc_plots")], root, env)
     page = (root / "dvc_plots" / "index.html").read_text(encoding="utf-8")
     assert '<meta charset="utf-8">' in page  # .dvc/plots_page.html: vega's minus signs are not mojibake
-    assert page.count('<img src="static/') == 1 and "beat_grid" in page  # the one plot the front half writes, once
+    # the front half's two images, each once: the beat grid and the real-music scatter (a placeholder saying the check is off)
+    assert page.count('<img src="static/') == 2 and "beat_grid" in page and "realmusic_beat_f" in page
 
 
 def test_corpus_stage_logged_to_mlflow(dvc_repo):
