@@ -19,7 +19,7 @@ HEADLINES: tuple[tuple[str, str, str], ...] = (
     ("reward", "val_to_ceiling", "reward model: validation accuracy / noise ceiling"),
     ("reward", "ece", "reward model: calibration error"),
     ("rlhf", "best_gold", "policy: best validation gold (listener) during training"),
-    ("rlhf", "final_kl", "policy: KL to the behaviour-cloned reference"),
+    ("rlhf", "best_kl", "policy: KL to the reference (kept checkpoint)"),
     ("eval", "win_rate_vs_search", "policy vs search editor (listener)"),
     ("eval", "win_rate_vs_fade", "policy vs radio fade (listener)"),
     ("eval", "win_rate_vs_heuristic", "policy vs heuristic (listener)"),

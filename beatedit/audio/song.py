@@ -23,6 +23,11 @@ class SongFileError(ValueError):
     """A feature file is missing, unreadable or inconsistent."""
 
 
+#: ``extra`` keys that differ between two runs on the same input (wall-clock timings): kept in memory for benches and
+#: reports, never written, so a features file is byte-identical across re-runs and DVC does not see a change.
+VOLATILE_EXTRA: frozenset[str] = frozenset({"timings_s"})
+
+
 @dataclass
 class SongAnalysis:
     song_id: str
@@ -79,7 +84,8 @@ class SongAnalysis:
     def save(self, path: str | Path) -> None:
         self.validate(str(path))
         meta = {k: getattr(self, k) for k in ("song_id", "source_path", "source_hash", "source_sr", "source_channels",
-                                              "duration", "tempo", "meter", "schema_version", "stems_backend", "extra")}
+                                              "duration", "tempo", "meter", "schema_version", "stems_backend")}
+        meta["extra"] = {k: v for k, v in self.extra.items() if k not in VOLATILE_EXTRA}
         with atomic_path(path) as tmp:  # the temporary keeps the .npz suffix, so savez writes exactly there
             np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
                                 **{k: getattr(self, k) for k in _ARRAYS})
