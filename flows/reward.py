@@ -33,8 +33,10 @@ def reward(params: str = "params.yaml", overrides: list[str] | tuple[str, ...] =
         failures = gate(metrics, cfg)
         registered = None
         if not failures:
-            champion_acc = champion_accuracy_task(cfg, pairs, songs)
-            registered = save_and_register_task(cfg, model, metrics, True, champion_acc)
+            champion = champion_accuracy_task(cfg, pairs, songs)
+            if champion is not None:
+                metrics["champion_human_agreement"] = champion["human_agreement"]
+            registered = save_and_register_task(cfg, model, metrics, True, None if champion is None else float(champion["val_accuracy"]))
         report = reward_report_task(cfg, metrics, history, failures, registered)
     if failures:
         raise RewardGateFailed("reward model failed the validation gate:\n  - " + "\n  - ".join(failures))

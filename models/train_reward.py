@@ -363,6 +363,22 @@ def _grouped_spearman(edits: pd.DataFrame) -> float:
     return float(np.average(rho, weights=w)) if rho else float("nan")
 
 
+def human_agreement(model: RewardModel, pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis], device="cpu",
+                    batch_size: int = 64) -> tuple[float, int]:
+    """(share of the strict human votes, any split, that the model orders as the listener did; their number).
+
+    Under ``preferences.human_split: train`` the votes are training pairs, so for a model trained on them this is a
+    fit figure; for the champion trained before the votes it is what the model believed before them: the two
+    together say what the votes changed."""
+    if "source" not in pairs_df.columns:
+        return float("nan"), 0
+    hv = pairs_df[(pairs_df["source"] == "human") & pairs_df["choice"].isin([0, 1])].reset_index(drop=True)
+    if not len(hv):
+        return float("nan"), 0
+    ra, rb = pair_scores(model, hv, songs, device, batch_size)
+    return _accuracy(ra - rb, hv["choice"].to_numpy()), int(len(hv))
+
+
 def validate_reward_model(model: RewardModel, pairs_df: pd.DataFrame, songs: dict[str, SongAnalysis],
                           cfg: Config | RewardConfig, device: str | None = None) -> dict:
     rc = _reward_cfg(cfg)
@@ -374,6 +390,7 @@ def validate_reward_model(model: RewardModel, pairs_df: pd.DataFrame, songs: dic
     strict = vall["choice"].isin([0, 1]).to_numpy()
     is_ood = _is_ood(vall)
     m: dict = {"n_val_pairs": int((strict & ~is_ood).sum()), "n_ood_pairs": int((strict & is_ood).sum())}
+    m["human_agreement"], m["n_human_votes"] = human_agreement(model, pairs_df, songs, dev, rc.score_batch_size)
     nan = float("nan")
     # --- accuracy on in-distribution validation pairs
     sel = strict & ~is_ood

@@ -62,8 +62,10 @@ def validate_reward_task(cfg: Config, model: object, pairs: pd.DataFrame, songs:
 
 
 @task(name="champion-reward-accuracy")
-def champion_accuracy_task(cfg: Config, pairs: pd.DataFrame, songs: dict[str, SongAnalysis]) -> float | None:
-    """The current champion reward model's val_accuracy on the same validation pairs (None when there is none)."""
+def champion_accuracy_task(cfg: Config, pairs: pd.DataFrame, songs: dict[str, SongAnalysis]) -> dict | None:
+    """The current champion reward model's validation figures on the same pairs (None when there is none):
+    ``val_accuracy`` decides whether the candidate replaces it; ``human_agreement`` is the champion's agreement with
+    the human votes it was not trained on (before the votes, against the candidate's after)."""
     from models.reward_model import load_reward_model
     from models.train_reward import validate_reward_model
     from tasks.policy_source import checkpoint_from_uri
@@ -79,7 +81,7 @@ def champion_accuracy_task(cfg: Config, pairs: pd.DataFrame, songs: dict[str, So
         get_run_logger().warning("the champion reward model cannot be used by this code, so it cannot be compared (%s); "
                                  "a candidate that passes the gate replaces it", exc)
         return None
-    return float(validate_reward_model(model, pairs, songs, cfg)["val_accuracy"])
+    return validate_reward_model(model, pairs, songs, cfg)
 
 
 def reward_version_description(cfg: Config, metrics: dict, gate_passed: bool, run_id: str) -> str:

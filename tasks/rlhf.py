@@ -158,10 +158,19 @@ def fresh_policy(reference: object) -> object:
 def policy_version_description(cfg: Config, result: dict, heldout: dict, reward_version: object, n_train: int, n_test: int) -> str:
     """What this policy version was trained on and how it did (the registry's version description)."""
     return (f"{cfg.rlhf.algorithm.upper()} from a behaviour-cloned reference on {n_train} training songs, against "
-            f"`beatedit-reward` v{reward_version}. Training: {figures_text(result, ('best_gold', 'best_update', 'final_kl', 'updates'))}. "
-            f"Held out ({n_test} test songs, listener win rates): "
+            f"`beatedit-reward` v{reward_version}. Training: {figures_text(result, ('best_gold', 'best_update', 'best_kl', 'updates'))}. "
+            f"Held out ({n_test} promotion songs, listener win rates): "
             f"{figures_text(heldout, ('win_rate_vs_search', 'win_rate_vs_fade', 'win_rate_vs_heuristic', 'win_rate_vs_random'))}. "
             "The evaluate stage decides promotion.")
+
+
+def input_example_song(split: dict[str, list[SongAnalysis]]) -> str | None:
+    """The song whose features file is the logged policy's input example: a held-out (promotion) song, else any
+    analysed one (without an example MLflow warns at every log and the model page shows no example)."""
+    for name in ("promotion", "validation", "train"):
+        if split.get(name):
+            return split[name][0].song_id
+    return None
 
 
 @task(name="save-and-register-policy")
@@ -176,8 +185,9 @@ def save_policy_task(cfg: Config, policy: object, result: dict, params_path: str
 
     paths = StagePaths.from_config(cfg)
     split = split or {}
-    n_train, test = len(split.get("train", [])), split.get("test", [])
-    example_features = str(paths.feature_file(test[0].song_id)) if test else None
+    n_train, test = len(split.get("train", [])), split.get("promotion", [])
+    example_song = input_example_song(split)
+    example_features = str(paths.feature_file(example_song)) if example_song else None
     out = paths.policy_checkpoint
     save_policy(out, policy, extra={"algorithm": cfg.rlhf.algorithm, "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str))}})
     with tempfile.TemporaryDirectory() as tmp:

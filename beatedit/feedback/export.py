@@ -15,8 +15,8 @@ other database) are kept, a re-export adds nothing twice, and the file is writte
 atomically, so an unchanged set of votes gives an identical table.
 
 Votes not listened to: with ``min_listened_s > 0`` a non-skip vote is dropped (not exported,
-counted in ``ExportReport.dropped_unheard``) when either side was heard for less than
-``min(min_listened_s, 0.9 * that side's length)`` seconds (``listening_gate.heard_enough``; a vote
+counted in ``ExportReport.dropped_unheard``) when either side was heard neither past its first seam (+0.5 s,
+the page's gate) nor for ``min(min_listened_s, 0.9 * that side's length)`` seconds (``listening_gate.heard_enough``; a vote
 without a reported time counts as 0 s heard). The CLI and the ``retrain`` deployment use 5 s
 (``ops.feedback_min_listened_s``); the library default 0 keeps every vote.
 """
@@ -38,7 +38,7 @@ from beatedit.paths import human_analyses_dir
 from beatedit.preferences.schema import COLUMN_NAMES, HUMAN_UNKNOWN, columns_of
 
 from .db import FeedbackDB, Pair, Vote, current_version, make_engine, migrate
-from .listening_gate import check_min_listen, edl_duration, heard_enough
+from .listening_gate import check_min_listen, edl_duration, edl_first_seam, heard_enough
 
 KEY_COLUMNS = ["source", "rater", "song_id", "edl_a", "edl_b", "timestamp"]
 CHOICE_VALUE = {"a": 0.0, "b": 1.0, "tie": 0.5}
@@ -86,8 +86,8 @@ def votes_frame(db: FeedbackDB, min_listened_s: float = 0.0) -> tuple[pd.DataFra
         if v.choice == "skip":
             skipped += 1
             continue
-        if min_listened_s > 0 and not (heard_enough(v.listened_a, min_listened_s, edl_duration(p.edl_a))
-                                       and heard_enough(v.listened_b, min_listened_s, edl_duration(p.edl_b))):
+        if min_listened_s > 0 and not (heard_enough(v.listened_a, min_listened_s, edl_duration(p.edl_a), edl_first_seam(p.edl_a))
+                                       and heard_enough(v.listened_b, min_listened_s, edl_duration(p.edl_b), edl_first_seam(p.edl_b))):
             dropped += 1
             continue
         recs.append({

@@ -5,8 +5,8 @@ A side (A or B) is *heard* once the rater listened past its first seam (+ ``SEAM
 both sides are heard (skip is always allowed); ``/api/next`` sends each shown side's seam times
 (output seconds, from the stored EDL) and length with the pair. The server stores the seconds the
 page measured (``listened_a`` / ``listened_b``, in the manifest's terms); ``export_votes`` drops a
-non-skip vote whose either side was heard for less than ``min(min_listened_s, HEARD_FRACTION *
-length)`` seconds and reports how many it dropped.
+non-skip vote whose either side was heard neither past its first seam nor for ``min(min_listened_s,
+HEARD_FRACTION * length)`` seconds (the gate's rule, with the export's threshold) and reports how many it dropped.
 """
 
 from __future__ import annotations
@@ -70,16 +70,28 @@ def required_seconds(threshold_s: float, duration_s: float | None) -> float:
     return min(threshold_s, HEARD_FRACTION * duration_s)
 
 
-def heard_enough(listened_s: float | None, threshold_s: float, duration_s: float | None) -> bool:
-    """Export rule for one side: ``listened_s`` (None = not reported = 0) reaches ``required_seconds``."""
+def heard_enough(listened_s: float | None, threshold_s: float, duration_s: float | None,
+                 first_seam_s: float | None = None) -> bool:
+    """Export rule for one side, the page's gate in seconds heard: ``listened_s`` (None = not reported = 0) reaches
+    ``required_seconds``, or reaches past the side's first seam (``first_seam_s + SEAM_MARGIN_S``; None = no seam).
+    A vote the page accepted is never dropped for being heard only up to its first seam."""
     if threshold_s <= 0:
         return True
-    return float(listened_s or 0.0) + 1e-9 >= required_seconds(threshold_s, duration_s)
+    heard = float(listened_s or 0.0) + 1e-9
+    if first_seam_s is not None and heard >= first_seam_s + SEAM_MARGIN_S:
+        return True
+    return heard >= required_seconds(threshold_s, duration_s)
 
 
 def edl_duration(edl_json: str) -> float | None:
     return _side(edl_json)["duration"]
 
 
+def edl_first_seam(edl_json: str) -> float | None:
+    """The first seam of an edit in output seconds (None: no seam, or an unreadable EDL)."""
+    seams = _side(edl_json)["seams"]
+    return seams[0] if seams else None
+
+
 __all__ = ["DEFAULT_MIN_LISTEN_S", "DEFAULT_MIN_LISTENED_S", "check_min_listen", "listening_info", "shown_listening", "heard_enough",
-           "required_seconds", "edl_duration", "HEARD_FRACTION", "SEAM_MARGIN_S"]
+           "required_seconds", "edl_duration", "edl_first_seam", "HEARD_FRACTION", "SEAM_MARGIN_S"]

@@ -179,7 +179,10 @@ def test_human_loop_end_to_end(loop_repo, tmp_path, monkeypatch, request):
     assert "Running stage 'features'" not in again.stdout and "Running stage 'corpus'" not in again.stdout
     prefs = json.loads((root / "metrics/preferences.json").read_text())
     assert prefs["pairs_source_human"] == 2 and prefs["n_pairs"] == prefs0["n_pairs"] + 2
-    assert json.loads((root / "metrics/reward.json").read_text())["train_pairs_human"] == 2  # trained on, weighted reward.human_weight
+    rew = json.loads((root / "metrics/reward.json").read_text())
+    assert rew["train_pairs_human"] == 2  # trained on, weighted reward.human_weight
+    assert rew["n_human_votes"] == 2 and 0.0 <= rew["human_agreement"] <= 1.0  # what the model makes of the votes
+    assert 0.0 <= rew["champion_human_agreement"] <= 1.0  # ... and what the champion (trained before them) made of them
     table = pd.read_parquet(root / "data/preferences/pairs.parquet")
     assert (table["source"] == "human").sum() == 2
 

@@ -115,3 +115,4 @@ def test_pipeline_stage_list_leaves_the_report_out(report_repo):
     out = subprocess.run([sys.executable, "-c", "from flows.pipeline import dvc_stages; print(dvc_stages())"], cwd=root, env=env,
                          capture_output=True, text=True, timeout=120)
     assert "frozen_testset" not in out.stdout and "report" not in out.stdout and "evaluate" in out.stdout, out.stderr[-2000:]
+

@@ -289,3 +289,16 @@ def test_songs_by_split_names_the_third_split_promotion_and_reads_an_old_splits_
         assert set(split) == {"train", "validation", "promotion"}
         assert [s.song_id for s in split["promotion"]] == ["c"] and [s.song_id for s in split["train"]] == ["a"]
     assert cfg.evaluate.split == "promotion"
+
+
+def test_logged_policy_input_example_comes_from_a_real_split():
+    """The rlhf stage's splits are train / validation / promotion: the input example is a promotion song, else any
+    analysed song (a missing "test" key once left every logged policy without an example)."""
+    from types import SimpleNamespace
+
+    from tasks.rlhf import input_example_song
+
+    song = lambda sid: SimpleNamespace(song_id=sid)
+    assert input_example_song({"train": [song("t")], "validation": [song("v")], "promotion": [song("p")]}) == "p"
+    assert input_example_song({"train": [song("t")], "validation": [], "promotion": []}) == "t"
+    assert input_example_song({}) is None

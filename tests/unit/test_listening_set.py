@@ -56,6 +56,9 @@ def test_listening_thresholds():
     assert heard_enough(5.0, 5.0, 60.0) and not heard_enough(4.9, 5.0, 60.0)
     assert not heard_enough(None, 5.0, 60.0)  # not reported = not heard
     assert heard_enough(None, 0.0, 60.0)  # threshold 0 keeps every vote
+    # the page's gate also opens past the first seam: the export accepts what the page accepted
+    assert heard_enough(2.6, 5.0, 60.0, first_seam_s=2.0) and not heard_enough(2.4, 5.0, 60.0, first_seam_s=2.0)
+    assert not heard_enough(2.6, 5.0, 60.0, first_seam_s=None)  # no seam: the threshold alone
     for bad in (-1, float("nan"), float("inf"), 601, "x"):
         with pytest.raises(ValueError, match="min_listen"):
             check_min_listen(bad)
