@@ -175,6 +175,18 @@ def analyse_input(input_path: Path, target: float | None, output: Path, cfg: Con
     return song, source, float(target)
 
 
+def trained_range_warning(cfg: Config, target: float) -> str | None:
+    """A warning when ``target`` (output / source length) lies outside the range the policy was trained on
+    (``env.target_min`` .. ``env.target_max``): there its edits are untested and can be poor (30 s of a 208 s
+    recording, 14%, came out as the song's last 30 s with no real start). The search editor takes any length."""
+    lo, hi = cfg.env.target_min, cfg.env.target_max
+    if lo - 1e-9 <= target <= hi + 1e-9:
+        return None
+    return (f"the target is {target:.0%} of the song's length, outside the {lo:.0%}-{hi:.0%} the policy was trained on "
+            f"(env.target_min / env.target_max): its edits there are untested; the search editor handles any length "
+            f"(--editor search)")
+
+
 def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config, editor: str = "policy", policy: Any = None,
               seed: int = 0, duration: float | None = None, exact: bool = False, strict: bool = False,
               warn: Callable[[str], None] | None = None, best_of: int | None = None, reward_model: Any = None,
@@ -192,6 +204,8 @@ def edit_file(input_path: Path, target: float | None, output: Path, cfg: Config,
     check_keep_editor(editor, keep)
     song, source, target = analyse_input(input_path, target, output, cfg, duration=duration, strict=strict, warn=warn)
     target_seconds = float(target) * song.duration
+    if editor == "policy" and warn is not None and (problem := trained_range_warning(cfg, float(target))):
+        warn(problem)
     phase("edit")
     if keep:
         edit = edit_keeping(song, target, cfg, editor, keep, policy=policy, reward_model=reward_model, best_of=best_of,

@@ -16,6 +16,7 @@ simulated listener never runs here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,12 +25,14 @@ from beatedit.editing.edl import EDL
 from beatedit.editing.render import OutputLocationError, edl_path_for, write_edit
 from beatedit.editing.stretch import StretchError
 
-from app.edit import EditFileError, analyse_input, check_inputs
+from app.edit import EditFileError, analyse_input, check_inputs, trained_range_warning
 
 MAX_VARIATIONS = 16  # --variations and the page: files written per request
 MAX_BEST_OF = 256  # --best-of: samples drawn (one batched env, one batched reward call)
 DRAWS_PER_VARIATION = 4  # --variations N draws this many samples per variation to find N distinct edits
 
+
+_log = logging.getLogger("beatedit.variations")
 
 def check_count(flag: str, n: Any, hi: int) -> int:
     """A whole number in [1, hi] for ``flag``; EditFileError naming the flag otherwise."""
@@ -96,6 +99,8 @@ def edit_variations(input_path: Path, target: float | None, output: Path, cfg: C
     for p in paths:  # every output refused before the analysis, like a single edit
         check_inputs(input_path, p, cfg, strict=strict, warn=lambda m: None)
     song, source, target = analyse_input(input_path, target, paths[0], cfg, duration=duration, strict=strict, warn=warn)
+    if (problem := trained_range_warning(cfg, float(target))):
+        (warn or _log.warning)(problem)
     draws = max(best_of or 0, DRAWS_PER_VARIATION * n)
     ranked = ranked_samples(song, target, cfg, policy, reward_model, draws, seed=seed, distinct=n, temperature=temperature)
     if len(ranked) < n:
