@@ -37,13 +37,13 @@ spread in target RMS) vary per song.
 Hard songs are where real music is hard for a beat tracker, so that training sees it too. Each draws
 one or more ``HARD_TRAITS`` (listed as ``traits`` in its truth and manifest record):
 
-- ``no_drums`` (about half): the drums stem is silent; beats and downbeats come from bass, harmony, melody;
-- ``compound`` (about 35%): 6/8, 9/8 or 12/8 at 45-100 dotted-quarter BPM; the beat is the dotted quarter
+- ``no_drums`` (about half of the hard songs: 55% of 200): the drums stem is silent; beats and downbeats come from bass, harmony, melody;
+- ``compound`` (42%): 6/8, 9/8 or 12/8 at 45-100 dotted-quarter BPM; the beat is the dotted quarter
   (meter 2, 3 or 4) with three eighths per beat in every part (hats, a long-short bass lilt, stabs on the
   last eighth, the melody on an eighth grid); truth beats are dotted quarters, downbeats on bar 1;
-- ``slow_cut_time`` (about 25%): 2/2 at 50-80 half-note BPM (meter 2) with quarter / eighth motion inside
+- ``slow_cut_time`` (28%): 2/2 at 50-80 half-note BPM (meter 2) with quarter / eighth motion inside
   and snares on the 2nd and 4th quarters: the half / double tempo trap; truth beats are half notes;
-- ``expressive`` (about 40%): per-note timing jitter (3-12 ms std, clipped at 20 ms, seeded) around the
+- ``expressive`` (46%): per-note timing jitter (3-12 ms std, clipped at 20 ms, seeded) around the
   beat grid, a ritardando over each section's last bar (6-15%) and the final 2 bars (15-35%), and a
   stronger drift (5-10%); the truth lists the grid's real beat times (the notes scatter around them);
 
