@@ -261,6 +261,8 @@ def test_hard_songs_render_their_traits():
             out.append(np.argmax(w > 0.3 * w.max()) / sr - 0.03)
         return np.asarray(out)
 
+    again = generate_song(2, cfg, hard=True)  # the jitter is seeded: the same config renders the same bytes
+    assert np.array_equal(again.mix, songs["hard_002"].mix) and again.truth == songs["hard_002"].truth
     steady, expressive = kick_offsets(compound), kick_offsets(songs["hard_002"])
     assert np.std(steady) < 0.001 and np.abs(steady).max() < 0.003
     jitter = songs["hard_002"].truth["timing_jitter_ms"] / 1000
