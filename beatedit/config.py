@@ -39,6 +39,7 @@ class CorpusConfig:
     max_seconds: float = 150.0  # longest generated song
     sample_rate: int = 22050  # sample rate of the generated mixes (mono PCM_16 WAV) and stems (PCM_16 FLAC)
     seed: int = 1234  # corpus seed: same seed -> byte-identical corpus
+    hard_share: float = 0.25  # share of "hard" songs (no drums, 6/8-9/8-12/8, slow 2/2, expressive timing), appended as hard_000...; 0 = ordinary songs only
 
     def check(self) -> str | None:
         if self.n_songs < 1:
@@ -51,6 +52,8 @@ class CorpusConfig:
             return f"min_seconds must be >= 10 (the shortest generated form is 8 bars), got {self.min_seconds}"
         if self.min_seconds > self.max_seconds:
             return f"min_seconds ({self.min_seconds}) must be <= max_seconds ({self.max_seconds})"
+        if not 0.0 <= self.hard_share <= 1.0:
+            return f"hard_share must be in [0, 1] (the share of hard songs), got {self.hard_share}"
         return None
 
 
@@ -661,6 +664,7 @@ RANGES: dict[str, Range] = {
     "data.corpus.min_seconds": Range(ge=10, le=3600),
     "data.corpus.max_seconds": Range(gt=0, le=3600),
     "data.corpus.sample_rate": SAMPLE_RATE,
+    "data.corpus.hard_share": FRACTION,
     "audio.analysis_sr": SAMPLE_RATE,
     "audio.min_beats": Range(ge=4, le=1_000_000),
     "audio.max_seconds": Range(gt=0, le=86400),

@@ -35,7 +35,7 @@ def beat_grid_figure(y: np.ndarray, sr: int, song: SongAnalysis, seconds: float 
     ax.set_xlim(0, end)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("amplitude")
-    ax.set_title(f"{song.song_id}: {song.tempo:.1f} BPM, {song.meter}/4, {len(song.bar_starts)} bars, {len(song.phrase_starts)} phrases, {len(song.section_starts)} sections")
+    ax.set_title(f"{song.song_id}: {song.tempo:.1f} BPM, {song.meter} beats/bar, {len(song.bar_starts)} bars, {len(song.phrase_starts)} phrases, {len(song.section_starts)} sections")
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     fig.tight_layout()
     return fig

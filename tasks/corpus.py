@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from beatedit.atomic import atomic_write_text
 from beatedit.audio.io import AUDIO_EXTENSIONS
 from beatedit.config import Config, ConfigError
-from beatedit.corpus.generator import generate_corpus
+from beatedit.corpus.generator import HARD_TRAITS, generate_corpus
 from beatedit.paths import StagePaths
 from tasks import tracking
 
@@ -50,7 +50,9 @@ def corpus_metrics_task(cfg: Config, manifest: list[dict], generated: bool) -> d
             max_seconds=round(max(m["duration"] for m in manifest), 3),
             min_tempo=min(m["tempo"] for m in manifest),
             max_tempo=max(m["tempo"] for m in manifest),
-            songs_in_3_4=sum(1 for m in manifest if m["meter"] == 3),
+            songs_in_3_4=sum(1 for m in manifest if m["time_signature"] == "3/4"),
+            hard_songs=sum(1 for m in manifest if m["traits"]),  # hard_<trait>: hard songs with that trait
+            **{f"hard_{t}": sum(1 for m in manifest if t in m["traits"]) for t in HARD_TRAITS},
         )
     paths = StagePaths.from_config(cfg)
     tracking.write_metrics(paths.metrics("corpus"), metrics)

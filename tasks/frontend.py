@@ -17,6 +17,7 @@ from beatedit.paths import StagePaths
 from beatedit.quarantine import QuarantineEntry, summary_line, write_report
 from beatedit.audio.song import SongAnalysis
 from beatedit.audio.stems import StemCache
+from beatedit.audio.truth import TRUTH_STEM_MAP
 from tasks import tracking
 from tasks.resilience import IO_RETRY, SongTimeout, song_deadline
 
@@ -101,8 +102,10 @@ def stems_report_task(results: list[dict], cfg: Config) -> dict:
                      "seconds": round(sum(r["seconds"] for r in ok), 2)}
     sdrs = [r["sdr"] for r in ok if "sdr" in r]
     if sdrs:
-        for stem in sdrs[0]:
-            metrics[f"sdr_{stem}"] = round(float(np.mean([s[stem] for s in sdrs])), 3)
+        for stem in TRUTH_STEM_MAP:  # over the songs where the stem is not silent (no_drums songs have no drums SDR)
+            vals = [s[stem] for s in sdrs if stem in s]
+            if vals:
+                metrics[f"sdr_{stem}"] = round(float(np.mean(vals)), 3)
     tracking.write_metrics(paths.metrics("stems"), metrics)
     tracking.log_json(report, "quarantine/stems.json")
     return metrics

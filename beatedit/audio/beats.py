@@ -42,7 +42,7 @@ from beatedit.config import Config, FeaturesConfig
 class BeatGrid:
     beat_times: np.ndarray  # float64 [n], seconds, strictly increasing
     tempo: float  # global tempo, BPM
-    meter: int  # beats per bar (3 or 4)
+    meter: int  # beats per bar (2, 3 or 4)
     bar_starts: np.ndarray  # int64 beat indices of downbeats
     beat_in_bar: np.ndarray  # int64 [n], 0..meter-1
     phrase_starts: np.ndarray  # int64 beat indices (subset of bar_starts)

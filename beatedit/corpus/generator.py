@@ -1,7 +1,12 @@
 """Deterministic synthetic song corpus with exact ground truth: the pipeline's default corpus.
 
-Every song is planned and rendered from ``numpy.random.default_rng([cfg.seed, index])`` alone,
-so the same config writes byte-identical files and another seed writes other songs.
+A corpus of ``cfg.n_songs`` holds ``round(n_songs * (1 - cfg.hard_share))`` *ordinary* songs
+``song_000, song_001, ...`` followed by *hard* songs ``hard_000, hard_001, ...`` (see ``corpus_songs``).
+Ordinary song i is planned and rendered from ``numpy.random.default_rng([cfg.seed, i])`` alone, hard
+song i from ``default_rng([cfg.seed, i, 1])`` (its timing jitter from ``[cfg.seed, i, 2]``), so the same
+config writes byte-identical files, another seed writes other songs, and an ordinary song's files do
+not depend on hard_share (listeners' votes refer to them; their audio and stems are those of generator
+version 1, their truth gained the version-2 keys).
 
 A song is a beat grid plus a form. The *plan* draws tempo (70-170 BPM), meter (3/4 for about a
 quarter of the songs), swing (offbeat eighths delayed, some songs), slow tempo drift (a linear
@@ -29,6 +34,22 @@ and brighter (richer harmonic tables, higher FM index) than the verse. Timbres (
 band, harmonic roll-off, FM ratio/index, envelopes), stem balance and the overall loudness (a 6 dB
 spread in target RMS) vary per song.
 
+Hard songs are where real music is hard for a beat tracker, so that training sees it too. Each draws
+one or more ``HARD_TRAITS`` (listed as ``traits`` in its truth and manifest record):
+
+- ``no_drums`` (about half of the hard songs: 55% of 200): the drums stem is silent; beats and downbeats come from bass, harmony, melody;
+- ``compound`` (42%): 6/8, 9/8 or 12/8 at 45-100 dotted-quarter BPM; the beat is the dotted quarter
+  (meter 2, 3 or 4) with three eighths per beat in every part (hats, a long-short bass lilt, stabs on the
+  last eighth, the melody on an eighth grid); truth beats are dotted quarters, downbeats on bar 1;
+- ``slow_cut_time`` (28%): 2/2 at 50-80 half-note BPM (meter 2) with quarter / eighth motion inside
+  and snares on the 2nd and 4th quarters: the half / double tempo trap; truth beats are half notes;
+- ``expressive`` (46%): per-note timing jitter (3-12 ms std, clipped at 20 ms, seeded) around the
+  beat grid, a ritardando over each section's last bar (6-15%) and the final 2 bars (15-35%), and a
+  stronger drift (5-10%); the truth lists the grid's real beat times (the notes scatter around them);
+
+plus the ordinary swing (simple meters only) and drift draws. Everything else (form, key, timbres,
+loudness) is drawn as for ordinary songs.
+
 Exactness: each stem is quantised to int16 first and the mix is their exact integer sum (headroom
 keeps every stem and the sum inside int16), so reading the files back, ``sum(stems) == mix``.
 
@@ -36,8 +57,9 @@ Output layout under ``out_root`` (the pipeline passes ``data/corpus``, ``data.co
 
     audio/<id>.wav              mix, mono PCM_16 at cfg.sample_rate
     stems/<id>/<stem>.flac      drums, bass, harmony, lead; mono PCM_16
-    truth/<id>.json             ground truth (see ``plan_song`` / ``_truth``)
-    manifest.json               one record per song
+    truth/<id>.json             ground truth (see ``plan_song`` / ``_truth``): beats, downbeats, bars, phrases,
+                                sections, tempo, meter, time_signature, subdivision, traits, ritardando, ...
+    manifest.json               one record per song (with its traits and time_signature)
 
 Framework-free: numpy, scipy, soundfile (and tqdm, through beatedit.progress, for the progress bar) only.
 """
@@ -57,8 +79,10 @@ from scipy import signal
 from beatedit.atomic import atomic_write_text
 from beatedit.config import CorpusConfig
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: hard songs (hard_NNN, traits), time_signature / subdivision / traits in the truth
 STEM_NAMES = ("drums", "bass", "harmony", "lead")
+# what makes a hard song hard (a hard song has one or more, listed in this order in its truth and manifest record)
+HARD_TRAITS = ("no_drums", "compound", "slow_cut_time", "expressive")
 SECTION_LABELS = ("intro", "verse", "chorus", "bridge", "outro")
 
 # note-level gain of every stem per section: the chorus is the loudest section
@@ -96,6 +120,19 @@ def song_id(index: int) -> str:
     return f"song_{index:03d}"
 
 
+def hard_song_id(index: int) -> str:
+    return f"hard_{index:03d}"
+
+
+def corpus_songs(cfg: CorpusConfig) -> list[tuple[str, int, bool]]:
+    """(song id, index, hard) of every song of the corpus: the ordinary songs first, then the hard ones.
+
+    The ordinary songs keep their ids and content whatever hard_share is (listeners' votes refer to them)."""
+    n_ordinary = round(cfg.n_songs * (1.0 - cfg.hard_share))
+    return ([(song_id(i), i, False) for i in range(n_ordinary)]
+            + [(hard_song_id(j), j, True) for j in range(cfg.n_songs - n_ordinary)])
+
+
 def check_config(cfg: CorpusConfig) -> None:
     """Raise ValueError naming the bad field of a CorpusConfig."""
     problem = cfg.check()
@@ -117,6 +154,18 @@ class _Plan:
     sections: list[tuple[str, int]]  # (label, bars)
     grid: np.ndarray  # float64 [n_beats + 1 + extra]: beat times, then the end of the last bar, then extrapolated
     n_beats: int
+    # hard songs only (the defaults are an ordinary song)
+    sub: int = 2  # pulses per beat in the parts: 2 simple meter (eighths), 3 compound (dotted-quarter beat), 4 slow 2/2 (half-note beat)
+    no_drums: bool = False  # the drums stem stays silent
+    ritardando: tuple[float, float] = (0.0, 0.0)  # beat periods stretched by up to this into section ends / the final 2 bars
+    jitter_ms: float = 0.0  # per-note timing jitter (std, ms; clipped at +-20 ms) around the beat grid
+    traits: tuple[str, ...] = ()  # HARD_TRAITS this song has
+
+    @property
+    def time_signature(self) -> str:
+        if self.sub == 3:
+            return f"{3 * self.meter}/8"
+        return "2/2" if self.sub == 4 else f"{self.meter}/4"
 
     @property
     def duration(self) -> float:
@@ -149,11 +198,16 @@ def _forms() -> list[list[tuple[str, int]]]:
 _FORMS = _forms()
 
 
-def _beat_grid(first_beat: float, tempo: float, drift: float, n_beats: int, extra: int = 16) -> np.ndarray:
-    """Beat times (n_beats), the end of the last bar, and `extra` extrapolated beats (for note tails)."""
+def _beat_grid(first_beat: float, tempo: float, drift: float, n_beats: int, extra: int = 16,
+               stretch: np.ndarray | None = None) -> np.ndarray:
+    """Beat times (n_beats), the end of the last bar, and `extra` extrapolated beats (for note tails).
+
+    `stretch` (hard songs) multiplies each beat's period: a ritardando."""
     k = np.arange(n_beats, dtype=np.float64)
     ramp = (k / max(n_beats - 1, 1) - 0.5) if n_beats > 1 else np.zeros(1)
     periods = 60.0 / (tempo * (1.0 + drift * ramp))
+    if stretch is not None:
+        periods = periods * stretch
     periods = np.concatenate([periods, np.full(extra, periods[-1])])
     return first_beat + np.concatenate([[0.0], np.cumsum(periods)])
 
@@ -168,12 +222,24 @@ def _plan(rng: np.random.Generator, cfg: CorpusConfig) -> _Plan:
     mode = "minor" if rng.random() < 0.45 else "major"
     first_beat = float(rng.uniform(0.1, 0.4))
     tail = float(rng.uniform(0.6, 1.0))
+    tempo, form, grid, n_beats = _fit_form(rng, cfg, tempo, meter, drift, first_beat, tail)
+    return _Plan(tempo, meter, swing, drift, root, mode, first_beat, tail, form, grid, n_beats)
+
+
+def _fit_form(rng: np.random.Generator, cfg: CorpusConfig, tempo: float, meter: int, drift: float, first_beat: float,
+              tail: float, bpm_range: tuple[float, float] = (70.0, 170.0), rit: tuple[float, float] | None = None):
+    """(tempo, form, grid, n_beats): the form whose duration lands nearest a random target in the configured range;
+    when none fits at `tempo`, the tempo changes as little as possible within `bpm_range`."""
+    lo_bpm, hi_bpm = bpm_range
     target = float(rng.uniform(cfg.min_seconds, cfg.max_seconds))
     order = rng.permutation(len(_FORMS))  # random tie-break among equally good forms
 
+    def stretch(form):
+        return None if rit is None else _ritardando(form, meter, *rit)
+
     def duration(form, bpm):
         n = sum(b for _, b in form) * meter
-        return _beat_grid(first_beat, bpm, drift, n, extra=0)[-1] + tail
+        return _beat_grid(first_beat, bpm, drift, n, extra=0, stretch=stretch(form))[-1] + tail
 
     durs = np.array([duration(_FORMS[i], tempo) for i in order])
     fits = (durs >= cfg.min_seconds) & (durs <= cfg.max_seconds)
@@ -184,13 +250,63 @@ def _plan(rng: np.random.Generator, cfg: CorpusConfig) -> _Plan:
         core = durs - first_beat - tail
         want = np.clip(durs, lo + 0.02 * (hi - lo), hi - 0.02 * (hi - lo)) - first_beat - tail
         new_tempo = tempo * core / np.maximum(want, 1e-3)
-        cost = np.abs(np.log(new_tempo / tempo)) + 10.0 * (np.abs(np.clip(new_tempo, 70, 170) - new_tempo) > 0)
+        cost = np.abs(np.log(new_tempo / tempo)) + 10.0 * (np.abs(np.clip(new_tempo, lo_bpm, hi_bpm) - new_tempo) > 0)
         j = int(np.argmin(cost))
-        tempo = round(float(np.clip(new_tempo[j], 70.0, 170.0)), 2)
+        tempo = round(float(np.clip(new_tempo[j], lo_bpm, hi_bpm)), 2)
     form = list(_FORMS[order[j]])
     n_beats = sum(b for _, b in form) * meter
-    grid = _beat_grid(first_beat, tempo, drift, n_beats)
-    return _Plan(tempo, meter, swing, drift, root, mode, first_beat, tail, form, grid, n_beats)
+    grid = _beat_grid(first_beat, tempo, drift, n_beats, stretch=stretch(form))
+    return tempo, form, grid, n_beats
+
+
+def _ritardando(form: list[tuple[str, int]], meter: int, section: float, final: float) -> np.ndarray:
+    """Per-beat period multipliers: slowing by up to `section` over each section's last bar (a tempo again at the
+    next section) and by up to `final` over the song's last 2 bars."""
+    n = sum(b for _, b in form) * meter
+    out = np.ones(n)
+    end = 0
+    for i, (_, bars) in enumerate(form):
+        end += bars * meter
+        last = i == len(form) - 1
+        span = (2 if last else 1) * meter
+        out[end - span : end] *= 1.0 + (final if last else section) * (np.arange(1, span + 1) / span) ** 2
+    return out
+
+
+def _plan_hard(rng: np.random.Generator, cfg: CorpusConfig) -> _Plan:
+    """A hard song: one or more HARD_TRAITS (about half without drums), plus the ordinary swing / drift draws."""
+    no_drums = bool(rng.random() < 0.5)
+    r = float(rng.random())
+    kind = "compound" if r < 0.35 else ("slow_cut_time" if r < 0.6 else "simple")
+    expressive = bool(rng.random() < 0.4)
+    if not (no_drums or expressive or kind != "simple"):  # at least one trait
+        pick = HARD_TRAITS[int(rng.integers(len(HARD_TRAITS)))]
+        no_drums, expressive = no_drums or pick == "no_drums", expressive or pick == "expressive"
+        kind = pick if pick in ("compound", "slow_cut_time") else kind
+    if kind == "compound":  # 6/8, 9/8, 12/8: 2, 3, 4 dotted-quarter beats of three eighths
+        meter, sub, bpm_range = int(rng.choice([2, 3, 4], p=[0.45, 0.15, 0.4])), 3, (45.0, 100.0)
+    elif kind == "slow_cut_time":  # 2/2 at 50-80 half notes a minute, quarter / eighth motion inside
+        meter, sub, bpm_range = 2, 4, (50.0, 80.0)
+    else:
+        meter, sub, bpm_range = (3 if rng.random() < 0.25 else 4), 2, (70.0, 170.0)
+    tempo = round(float(rng.uniform(*bpm_range)), 2)
+    swing = round(float(rng.uniform(0.07, 0.16)), 4) if sub == 2 and rng.random() < 0.3 else 0.0
+    if expressive:  # a stronger drift, a ritardando into section ends and the last bars, per-note jitter
+        drift = round(float(rng.uniform(0.05, 0.10) * rng.choice([-1.0, 1.0])), 4)
+        rit = (round(float(rng.uniform(0.06, 0.15)), 4), round(float(rng.uniform(0.15, 0.35)), 4))
+        jitter_ms = round(float(rng.uniform(3.0, 12.0)), 2)
+    else:
+        drift = round(float(rng.uniform(0.02, 0.05) * rng.choice([-1.0, 1.0])), 4) if rng.random() < 0.3 else 0.0
+        rit, jitter_ms = (0.0, 0.0), 0.0
+    root = int(rng.integers(12))
+    mode = "minor" if rng.random() < 0.45 else "major"
+    first_beat = float(rng.uniform(0.1, 0.4))
+    tail = float(rng.uniform(0.6, 1.0))
+    tempo, form, grid, n_beats = _fit_form(rng, cfg, tempo, meter, drift, first_beat, tail, bpm_range, rit if expressive else None)
+    flags = {"no_drums": no_drums, "compound": kind == "compound", "slow_cut_time": kind == "slow_cut_time", "expressive": expressive}
+    traits = tuple(t for t in HARD_TRAITS if flags[t])
+    return _Plan(tempo, meter, swing, drift, root, mode, first_beat, tail, form, grid, n_beats,
+                 sub=sub, no_drums=no_drums, ritardando=rit, jitter_ms=jitter_ms, traits=traits)
 
 
 def _phrase_bars(section_bars: int) -> int:
@@ -232,13 +348,30 @@ def _truth(plan: _Plan, sid: str, sr: int) -> dict:
         "section_start_times": r(plan.grid[section_starts]),
         "sections": sections,
         "stems": list(STEM_NAMES),
+        "traits": list(plan.traits),
+        "time_signature": plan.time_signature,
+        "subdivision": plan.sub,
+        "ritardando": list(plan.ritardando),
+        "timing_jitter_ms": plan.jitter_ms,
     }
 
 
-def plan_song(index: int, cfg: CorpusConfig) -> dict:
-    """The ground truth of song `index` without rendering audio (cheap; identical to generate_song's truth)."""
+def _song_rng(index: int, cfg: CorpusConfig, hard: bool) -> np.random.Generator:
+    """Ordinary song i: stream [seed, i] (as in version 1); hard song i: its own stream [seed, i, 1]."""
+    return np.random.default_rng([cfg.seed, index, 1] if hard else [cfg.seed, index])
+
+
+def _make_plan(index: int, cfg: CorpusConfig, hard: bool) -> tuple[_Plan, np.random.Generator]:
+    rng = _song_rng(index, cfg, hard)
+    return (_plan_hard(rng, cfg) if hard else _plan(rng, cfg)), rng
+
+
+def plan_song(index: int, cfg: CorpusConfig, hard: bool = False) -> dict:
+    """The ground truth of song `index` (hard song `index` when `hard`) without rendering audio (cheap; identical to
+    generate_song's truth)."""
     check_config(cfg)
-    return _truth(_plan(np.random.default_rng([cfg.seed, index]), cfg), song_id(index), cfg.sample_rate)
+    plan, _ = _make_plan(index, cfg, hard)
+    return _truth(plan, hard_song_id(index) if hard else song_id(index), cfg.sample_rate)
 
 
 # ----------------------------------------------------------------------------- synthesis helpers
@@ -408,6 +541,55 @@ def _drum_pattern(label: str, meter: int, hat_div: int, extra_kicks: tuple) -> l
     return hits
 
 
+def _drum_pattern_ext(label: str, meter: int, sub: int, hat_div: int, extra_kicks: tuple) -> list[tuple[str, float, float]]:
+    """_drum_pattern for compound meters (sub 3: beats of three eighths) and slow 2/2 (sub 4: half-note beats whose
+    backbeats fall on the 2nd and 4th quarters, the double-tempo trap). The downbeat kick is still the loudest hit."""
+    hits: list[tuple[str, float, float]] = [("kick", 0.0, 1.0)]
+    if sub == 3:
+        backbeats: tuple[float, ...] = {2: (1.0,), 3: (1.0, 2.0), 4: (1.0, 3.0)}[meter]
+        mid_kick = (2.0,) if meter == 4 else ()
+        counts = [float(b) for b in range(meter)]  # the felt pulse: dotted quarters
+    else:
+        backbeats, mid_kick = (0.5, 1.5), (1.0,)
+        counts = [i / 2 for i in range(2 * meter)]  # quarters
+    if label == "intro" or label == "outro":
+        hits += [("hat", c, 0.9 if c == 0 else 0.7) for c in counts]
+        if label == "outro":
+            hits += [("snare", b, 0.5) for b in backbeats]
+    elif label == "bridge":
+        hits += [("snare", backbeats[-1], 0.75)] + [("hat", c, 0.8) for c in counts] + [("kick", k, 0.55) for k in mid_kick]
+    elif label == "verse":
+        hits += [("snare", b, 0.85) for b in backbeats] + [("kick", k, 0.6) for k in mid_kick]
+        hits += [("hat", i / sub, 0.9 if i % sub == 0 else 0.55) for i in range(meter * sub)]
+    else:  # chorus: denser (hat_div 4: twice as many hats)
+        per = sub * hat_div // 2
+        hits += [("snare", b, 1.0) for b in backbeats] + [("kick", k, 0.65) for k in mid_kick]
+        hits += [("kick", p, 0.6) for p in extra_kicks]
+        hits += [("hat", i / per, 1.0 if i % per == 0 else 0.6) for i in range(meter * per)]
+        hits += [("open_hat", meter - 1.0 / sub, 0.5)]
+    return hits
+
+
+def _extra_kicks_ext(rng: np.random.Generator, meter: int, sub: int) -> tuple[float, ...]:
+    """1-2 extra chorus kicks on the last eighth of a beat (compound) or on a quarter offbeat (slow 2/2)."""
+    cands = [b + 2.0 / 3.0 for b in range(meter)] if sub == 3 else [0.75, 1.25]  # none just before a slow downbeat
+    return tuple(float(p) for p in rng.choice(cands, size=int(rng.integers(1, 3)), replace=False))
+
+
+def _bass_pattern_ext(label: str, meter: int, sub: int) -> list[tuple[float, float, int]]:
+    """_bass_pattern for compound meters (a long-short ternary lilt, running eighths in the chorus) and slow 2/2
+    (walking quarters, running eighths in the chorus); a note on every downbeat."""
+    if label in ("intro", "bridge", "outro"):
+        return [(0.0, meter - 0.3, 0)]
+    if sub == 3:
+        if label == "verse":
+            return [x for b in range(meter) for x in ((float(b), 0.6, 0 if b % 2 == 0 else 4), (b + 2.0 / 3.0, 0.28, 0))]
+        return [(i / 3, 0.28, 7 if i % 6 == 5 else 0) for i in range(meter * 3)]
+    if label == "verse":
+        return [(i / 2, 0.45, 4 if i % 2 else 0) for i in range(2 * meter)]
+    return [(i / 4, 0.21, 7 if i % 4 == 3 else 0) for i in range(4 * meter)]
+
+
 def _bass_pattern(label: str, meter: int) -> list[tuple[float, float, int]]:
     """(position in beats, duration in beats, interval in scale steps above the chord root: 0 root, 4 fifth, 7 octave)."""
     if label in ("intro", "bridge", "outro"):
@@ -417,14 +599,15 @@ def _bass_pattern(label: str, meter: int) -> list[tuple[float, float, int]]:
     return [(i / 2, 0.42, 7 if i % 4 == 3 else 0) for i in range(meter * 2)]
 
 
-def _motif(rng: np.random.Generator, meter: int, density: float) -> list[tuple[int, float, float, int]]:
-    """A 4-bar melody: (bar, position, duration in beats, scale steps above the bar's chord root)."""
+def _motif(rng: np.random.Generator, meter: int, density: float, sub: int = 2) -> list[tuple[int, float, float, int]]:
+    """A 4-bar melody: (bar, position, duration in beats, scale steps above the bar's chord root), on a grid of
+    `sub` pulses per beat (eighths: 2 simple, 3 compound, 4 in 2/2 where even pulses are quarters)."""
     onsets: list[tuple[int, float]] = []
     for bar in range(2):
-        for e in range(meter * 2):
-            p = density * (1.4 if e == 0 else (1.0 if e % 2 == 0 else 0.6))
+        for e in range(meter * sub):
+            p = density * (1.4 if e == 0 else (1.0 if e % sub == 0 else (0.8 if sub == 4 and e % 2 == 0 else 0.6)))
             if rng.random() < p:
-                onsets.append((bar, e / 2))
+                onsets.append((bar, e / sub))
     if not onsets:
         onsets = [(0, 0.0), (1, 0.0)]
     steps, cur = [], int(rng.choice([0, 2, 4]))
@@ -449,9 +632,11 @@ def _motif(rng: np.random.Generator, meter: int, density: float) -> list[tuple[i
 class _Timeline:
     """Musical position (beats from the song start, swing applied to subdivisions) -> seconds -> samples."""
 
-    def __init__(self, plan: _Plan, sr: int):
+    def __init__(self, plan: _Plan, sr: int, jitter_rng: np.random.Generator | None = None):
         self.grid, self.swing, self.sr = plan.grid, plan.swing, sr
         self.index = np.arange(len(plan.grid), dtype=np.float64)
+        self.jitter = plan.jitter_ms / 1000.0 if jitter_rng is not None else 0.0
+        self.jitter_rng = jitter_rng
 
     def seconds(self, pos: float) -> float:
         b = np.floor(pos)
@@ -461,7 +646,11 @@ class _Timeline:
         return float(np.interp(b + f, self.index, self.grid))
 
     def sample(self, pos: float) -> int:
-        return int(round(self.seconds(pos) * self.sr))
+        """Onset sample of a note / hit at `pos`; expressive songs play it a little early or late (seeded jitter)."""
+        t = self.seconds(pos)
+        if self.jitter > 0:
+            t += float(np.clip(self.jitter_rng.normal(0.0, self.jitter), -0.02, 0.02))
+        return int(round(t * self.sr))
 
 
 def _degree_midi(root: int, mode: str, degree: int, base: int) -> int:
@@ -469,11 +658,11 @@ def _degree_midi(root: int, mode: str, degree: int, base: int) -> int:
     return base + root + 12 * (degree // 7) + scale[degree % 7]
 
 
-def _render(plan: _Plan, rng: np.random.Generator, sr: int) -> dict[str, np.ndarray]:
+def _render(plan: _Plan, rng: np.random.Generator, sr: int, jitter_rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     n = int(np.ceil(plan.duration * sr))
     out = {name: np.zeros(n) for name in STEM_NAMES}
-    tl = _Timeline(plan, sr)
-    m, mode, root = plan.meter, plan.mode, plan.root
+    tl = _Timeline(plan, sr, jitter_rng)
+    m, mode, root, sub = plan.meter, plan.mode, plan.root, plan.sub
 
     kit = _Kit(rng, sr)
     bass_voice = _Additive(rng, sr, float(rng.uniform(0.9, 1.8)), 10, 0.0)
@@ -487,10 +676,13 @@ def _render(plan: _Plan, rng: np.random.Generator, sr: int) -> dict[str, np.ndar
     lead_env = (0.008, float(rng.uniform(0.1, 0.4)), float(rng.uniform(0.4, 0.8)), float(rng.uniform(0.05, 0.15)))
     vibrato = (float(rng.uniform(0.002, 0.007)), float(rng.uniform(4.5, 6.5)))
     hat_div = 4 if rng.random() < 0.5 else 2
-    extra_kicks = tuple(float(p) for p in rng.choice([1.5, m - 0.5, 0.5 + (m - 2)], size=int(rng.integers(1, 3)), replace=False))
+    if sub == 2:
+        extra_kicks = tuple(float(p) for p in rng.choice([1.5, m - 0.5, 0.5 + (m - 2)], size=int(rng.integers(1, 3)), replace=False))
+    else:
+        extra_kicks = _extra_kicks_ext(rng, m, sub)
     progs = {lab: PROGRESSIONS[mode][lab][int(rng.integers(len(PROGRESSIONS[mode][lab])))] for lab in ("verse", "chorus", "bridge")}
     progs["intro"], progs["outro"] = progs["verse"], progs["chorus"]
-    motifs = {lab: _motif(rng, m, d) for lab, d in (("verse", 0.45), ("chorus", 0.6), ("bridge", 0.25))}
+    motifs = {lab: _motif(rng, m, d, sub) for lab, d in (("verse", 0.45), ("chorus", 0.6), ("bridge", 0.25))}
     lead_base = 60 if root < 7 else 48
     bass_base = 36 if root < 5 else 24
     drums, bass, harmony, lead_buf = out["drums"], out["bass"], out["harmony"], out["lead"]
@@ -506,13 +698,20 @@ def _render(plan: _Plan, rng: np.random.Generator, sr: int) -> dict[str, np.ndar
     for label, n_bars in plan.sections:
         g = SECTION_GAIN[label]
         phrase = _phrase_bars(n_bars)
-        pattern = _drum_pattern(label, m, hat_div, extra_kicks)
+        if plan.no_drums:
+            pattern = []
+        elif sub == 2:
+            pattern = _drum_pattern(label, m, hat_div, extra_kicks)
+        else:
+            pattern = _drum_pattern_ext(label, m, sub, hat_div, extra_kicks)
+        bass_pattern = _bass_pattern(label, m) if sub == 2 else _bass_pattern_ext(label, m, sub)
+        stab_offset = 2.0 / 3.0 if sub == 3 else 0.5  # the last eighth of a compound beat; else the beat's (or half note's) middle
         for j in range(n_bars):
             bar = bar0 + j
             pos0 = float(bar * m)
             degree = progs[label][j % 4]
             # drums
-            if (j == 0 and bar > 0) or (label == "chorus" and j % phrase == 0):  # crash: section starts, chorus phrases
+            if not plan.no_drums and ((j == 0 and bar > 0) or (label == "chorus" and j % phrase == 0)):  # crash: section starts, chorus phrases
                 _add(drums, tl.sample(pos0), (0.7 if label == "chorus" else 0.45) * g * kit.crash)
             for inst, p, gain in pattern:
                 s = tl.sample(pos0 + p)
@@ -527,7 +726,7 @@ def _render(plan: _Plan, rng: np.random.Generator, sr: int) -> dict[str, np.ndar
                 else:
                     _add(drums, s, g * gain * jitter * kit.hat_level * kit.open_hat)
             # bass: chord root (a note on every downbeat)
-            for p, d, step in _bass_pattern(label, m):
+            for p, d, step in bass_pattern:
                 midi = _degree_midi(root, mode, degree + step, bass_base)
                 start = tl.sample(pos0 + p)
                 dur = tl.seconds(pos0 + p + d) - tl.seconds(pos0 + p)
@@ -544,7 +743,7 @@ def _render(plan: _Plan, rng: np.random.Generator, sr: int) -> dict[str, np.ndar
             if label == "chorus":  # offbeat stabs
                 for b in range(m):
                     for midi in voicing:
-                        note(harmony, pad_bright, midi + 12, pos0 + b + 0.5, 0.3, stab_env, g * 0.16)
+                        note(harmony, pad_bright, midi + 12, pos0 + b + stab_offset, 0.3, stab_env, g * 0.16)
             # lead: the section's motif, repeated every 4 bars
             if label in motifs:
                 octave = 12 if label == "chorus" else 0
@@ -577,27 +776,27 @@ def _mixdown(stems: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[di
     return ints, total.astype(np.int16)
 
 
-def generate_song(index: int, cfg: CorpusConfig) -> GeneratedSong:
-    """Plan and render song `index` in memory (int16 mix and stems, ground truth)."""
+def generate_song(index: int, cfg: CorpusConfig, hard: bool = False) -> GeneratedSong:
+    """Plan and render song `index` (hard song `index` when `hard`) in memory (int16 mix and stems, ground truth)."""
     check_config(cfg)
-    rng = np.random.default_rng([cfg.seed, index])
-    plan = _plan(rng, cfg)
-    stems, mix = _mixdown(_render(plan, rng, cfg.sample_rate), rng)
-    sid = song_id(index)
+    plan, rng = _make_plan(index, cfg, hard)
+    jitter_rng = np.random.default_rng([cfg.seed, index, 2]) if plan.jitter_ms > 0 else None
+    stems, mix = _mixdown(_render(plan, rng, cfg.sample_rate, jitter_rng), rng)
+    sid = hard_song_id(index) if hard else song_id(index)
     return GeneratedSong(sid, cfg.sample_rate, mix, stems, _truth(plan, sid, cfg.sample_rate))
 
 
 # ----------------------------------------------------------------------------- corpus on disk
-_SONG_FILE = re.compile(r"^song_\d{3,}$")
+_SONG_FILE = re.compile(r"^(song|hard)_\d{3,}$")
 
 
 def _remove_stale(out_root: Path, keep: set[str]) -> None:
-    """Drop songs of an earlier, larger corpus (only our own song_NNN files)."""
+    """Drop songs of an earlier, larger (or otherwise shared) corpus (only our own song_NNN / hard_NNN files)."""
     for sub, suffix in (("audio", ".wav"), ("truth", ".json")):
-        for p in (out_root / sub).glob(f"song_*{suffix}"):
+        for p in (out_root / sub).glob(f"*{suffix}"):
             if _SONG_FILE.match(p.stem) and p.stem not in keep:
                 p.unlink()
-    for p in (out_root / "stems").glob("song_*"):
+    for p in (out_root / "stems").glob("*"):
         if p.is_dir() and _SONG_FILE.match(p.name) and p.name not in keep:
             shutil.rmtree(p)
 
@@ -629,6 +828,8 @@ def write_song(song: GeneratedSong, out_root: Path) -> dict:
         "tempo_drift": t["tempo_drift"],
         "key": t["key"],
         "n_beats": t["n_beats"],
+        "time_signature": t["time_signature"],
+        "traits": t["traits"],
         "sections": [{"label": s["label"], "bars": s["bars"], "start_time": s["start_time"]} for s in t["sections"]],
     }
 
@@ -639,11 +840,11 @@ def generate_corpus(cfg: CorpusConfig, out_root: Path, progress: bool = True) ->
     from beatedit.progress import progress_bar
 
     out_root = Path(out_root)
-    ids = [song_id(i) for i in range(cfg.n_songs)]
-    _remove_stale(out_root, set(ids))
+    songs = corpus_songs(cfg)
+    _remove_stale(out_root, {sid for sid, _, _ in songs})
     manifest = []
-    for i in progress_bar(range(cfg.n_songs), desc="corpus", unit="song", disable=not progress):
-        manifest.append(write_song(generate_song(i, cfg), out_root))
+    for _, i, hard in progress_bar(songs, desc="corpus", unit="song", disable=not progress):
+        manifest.append(write_song(generate_song(i, cfg, hard), out_root))
     out_root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_root / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest

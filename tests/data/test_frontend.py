@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from beatedit.audio import schema
 from beatedit.audio.io import AudioError, write_wav
@@ -337,6 +338,21 @@ def test_truth_metrics_can_fail():
     x = np.random.default_rng(0).standard_normal(10000)
     assert stem_sdr(x, x) > 60 and stem_sdr(np.zeros_like(x), x) == pytest.approx(0.0, abs=1e-6)
     assert stem_sdr(x + 0.1 * x, x) == pytest.approx(20.0, abs=1e-6)
+
+
+def test_a_silent_reference_stem_has_no_sdr(tmp_path):
+    """A no_drums hard song's drums stem is silent: its SDR (about -100 dB whatever the estimate) is left out."""
+    from beatedit.audio.truth import corpus_stem_sdr
+
+    sr = 8000
+    x = np.random.default_rng(0).standard_normal(sr).astype(np.float32) * 0.1
+    for name, sig in (("drums", np.zeros_like(x)), ("bass", x), ("harmony", x), ("lead", 0.5 * x)):
+        sf.write(tmp_path / f"{name}.flac", sig, sr, subtype="PCM_16")
+    est = {"drums": 0.01 * x, "bass": x, "other": 1.5 * x}
+    sdr = corpus_stem_sdr(est, tmp_path, sr)
+    assert set(sdr) == {"bass", "other"} and sdr["bass"] > 30 and sdr["other"] > 30
+    sf.write(tmp_path / "drums.flac", x, sr, subtype="PCM_16")
+    assert set(corpus_stem_sdr(est, tmp_path, sr)) == {"drums", "bass", "other"}
 
 
 def test_frame_analysis_is_independent_of_block_size(song44, monkeypatch):

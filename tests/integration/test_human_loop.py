@@ -51,7 +51,7 @@ def _split_seed() -> int:
 
 def tiny_params() -> dict:
     p = config_to_dict(Config())
-    p["data"]["corpus"].update(n_songs=len(SONGS), min_seconds=20.0, max_seconds=26.0)
+    p["data"]["corpus"].update(n_songs=len(SONGS), min_seconds=20.0, max_seconds=26.0, hard_share=0.0)  # SONGS: ordinary ids only
     p["preferences"].update(candidates_per_song=8, pairs_per_song=8, ood_pairs_per_song=2, targets_per_song=1, split_fractions=FRACTIONS,
                             split_seed=_split_seed())
     p["reward"].update(d_model=16, n_layers=1, n_heads=2, epochs=2, batch_size=8, warmup_steps=1, patience=2, min_val_accuracy=0.0,

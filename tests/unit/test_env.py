@@ -25,7 +25,28 @@ def songs(tmp_path_factory):
     d = tmp_path_factory.mktemp("env")
     return [make_world_song(d, meter=4, n_bars=10, pickup=1, song_id="a", seed=0)[0],
             make_world_song(d, meter=3, n_bars=12, sr=22050, channels=1, song_id="b", seed=1)[0],
-            make_world_song(d, meter=4, n_bars=8, song_id="c", seed=2, phrases=False)[0]]
+            make_world_song(d, meter=4, n_bars=8, song_id="c", seed=2, phrases=False)[0],
+            make_world_song(d, meter=2, n_bars=20, sr=22050, channels=1, song_id="d", seed=3)[0]]  # 2/2 or 6/8 (hard songs)
+
+
+def test_meter_2_song_through_env_dense_reward_and_listener(songs):
+    """Hard songs (slow 2/2, 6/8) have 2-beat bars: masks, bar-aligned cuts, the dense reward and the listener work."""
+    from beatedit.judging.listener import score_edit
+
+    song = songs[3]
+    assert song.meter == 2 and set(song.beat_in_bar.tolist()) == {0, 1}
+    env = BeatEditEnv([song])
+    rng = np.random.default_rng(1)
+    for ep in range(4):
+        obs, info = env.reset(seed=ep)
+        term = False
+        while not term:
+            obs, r, term, trunc, info = env.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+        edit = info["edit"]
+        dense = dense_reward(song, edit, env.target_ratio, DenseRewardConfig())
+        assert all(np.isfinite(v) for v in dense.values()) and r == pytest.approx(dense["total"])
+        gold = score_edit(song, edit, env.target_ratio)
+        assert np.isfinite(gold["total"]) and 0.0 <= gold["total"] <= 1.0
 
 
 def test_check_env_passes(songs):
@@ -145,7 +166,7 @@ def test_targets_are_sampled_from_the_range_and_validated(songs):
         _, info = env.reset(seed=s)
         assert 0.3 <= info["target_ratio"] <= 0.4
         seen.add(info["song_id"])
-    assert seen == {"a", "b", "c"}
+    assert seen == {"a", "b", "c", "d"}
     for bad in (0.0, 1.5, -1.0):
         with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
             env.reset(options={"target_ratio": bad})
