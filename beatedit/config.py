@@ -135,7 +135,7 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    target_min: float = 0.5  # edit target (output / source duration) sampled in [target_min, target_max]
+    target_min: float = 0.3  # edit target (output / source duration) sampled in [target_min, target_max]
     target_max: float = 0.8
     window_before: int = 8  # beats of features before the cursor in the observation
     window_after: int = 16  # beats of features after (and including) the cursor
