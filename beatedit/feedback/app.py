@@ -439,7 +439,7 @@ def create_app(render_dir: str | Path, db_url: str, secret: str | bytes, rater_t
         from .uploads import add_upload_routes
 
         add_upload_routes(app, db, key, uploads, require_rater=require_rater, check_origin=check_origin, read_json=read_json,
-                          known=known)
+                          known=known, min_listen_s=min_listen_s)
 
     return app
 

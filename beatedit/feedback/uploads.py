@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from .db import FeedbackDB, IssuedPair, Pair, Vote, utcnow
+from .listening_gate import HEARD_FRACTION, SEAM_MARGIN_S, edl_first_seam
 from .security import TokenError, UnsafePathError, _b64d, _b64e, safe_audio_path
 
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -261,9 +262,11 @@ def record_pick(db: FeedbackDB, cfg: UploadConfig, claims: dict, rater: str, cho
 
 
 def add_upload_routes(app, db: FeedbackDB, key: bytes, cfg: UploadConfig, *, require_rater, check_origin, read_json,
-                      known) -> None:
+                      known, min_listen_s: float = 0.0) -> None:
     """Register the upload routes on the page's FastAPI app (``create_app(..., uploads=cfg)`` calls this with
-    its own identity, origin and JSON-body helpers, so uploads get the same rules as votes)."""
+    its own identity, origin and JSON-body helpers, so uploads get the same rules as votes). ``min_listen_s``: the
+    page's listening gate, as for A/B votes: "this one is the best" unlocks once every variation was heard past its
+    first seam or for ``min(min_listen_s, 0.9 x its length)`` seconds (0 = at once); the export applies the same rule."""
     @app.exception_handler(UploadError)
     async def _upload_error(_req, exc: UploadError):
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
@@ -288,7 +291,9 @@ def add_upload_routes(app, db: FeedbackDB, key: bytes, cfg: UploadConfig, *, req
         sha, path = await run_in_threadpool(store_upload, cfg.root, data)
         sid, recs = await run_in_threadpool(render_set, cfg, sha, path, target, n)
         token = sign_variations(key, rater, sha, sid, len(recs), time.time())
-        return JSONResponse({"token": token, "variations": public_records(recs, token)}, status_code=201)
+        return JSONResponse({"token": token, "variations": public_records(recs, token, cfg.root),
+                             "listen": {"min_listen_s": min_listen_s, "seam_margin_s": SEAM_MARGIN_S,
+                                        "heard_fraction": HEARD_FRACTION}}, status_code=201)
 
     @app.get("/api/variation/{token}/{k}")
     async def variation(request: Request, token: str, k: int):
@@ -307,9 +312,17 @@ def add_upload_routes(app, db: FeedbackDB, key: bytes, cfg: UploadConfig, *, req
         return JSONResponse({"ok": True, "preferences": len(ids), "pairs": ids}, status_code=201)
 
 
-def public_records(recs: list[dict], token: str) -> list[dict]:
-    return [{"k": k, "audio": f"/api/variation/{token}/{k}", "score": r["score"], "duration": r["duration"]}
-            for k, r in enumerate(recs, start=1)]
+def public_records(recs: list[dict], token: str, root: Path | None = None) -> list[dict]:
+    """What the page gets per variation; with ``root``, also its first seam in output seconds (None: no seam), the
+    listening gate's landmark (read from the stored EDL)."""
+    out = []
+    for k, r in enumerate(recs, start=1):
+        rec = {"k": k, "audio": f"/api/variation/{token}/{k}", "score": r["score"], "duration": r["duration"]}
+        if root is not None:
+            edl = root / r["edl"]
+            rec["first_seam"] = edl_first_seam(edl.read_text()) if edl.is_file() else None
+        out.append(rec)
+    return out
 
 
 __all__ = ["UploadConfig", "UploadError", "Variation", "VariationRenderer", "DEFAULT_MAX_UPLOAD_BYTES", "MAX_VARIATIONS",

@@ -64,7 +64,7 @@ def test_upload_listen_and_pick_in_a_real_browser(tmp_path, browser_ctx, monkeyp
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     uploads = UploadConfig(tmp_path / "uploads", page_renderer(cfg, policy, reward), renderer_id="browser", max_bytes=16 * 2 ** 20)
     errors: list[str] = []
-    with ServerThread(create_app(renders, db_url, SECRET, uploads=uploads)) as srv:
+    with ServerThread(create_app(renders, db_url, SECRET, uploads=uploads, min_listen_s=0.5)) as srv:
         page = browser_ctx.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{srv.url}/?rater=uploader")
@@ -81,12 +81,20 @@ def test_upload_listen_and_pick_in_a_real_browser(tmp_path, browser_ctx, monkeyp
         page.click("#upload-submit")
         page.wait_for_function("() => document.querySelectorAll('#variations li').length === 3", timeout=300_000)
         assert "best-ranked first" in page.locator("#upload-status").inner_text()
+        # the listening gate: nothing can be picked before every variation was heard
+        assert page.locator("#variations li[data-k='2'] .pick").is_disabled()
+        assert "Listen to variations 1, 2, 3" in page.locator("#upload-gate").inner_text()
         # side by side: variation 1 plays, then 2 takes over at the same position while 1 pauses
         page.click("#variations li[data-k='1'] .listen")
-        page.wait_for_function("() => document.querySelectorAll('#variations audio')[0].currentTime > 0.3", timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('#variations audio')[0].currentTime > 0.7", timeout=30_000)
         page.click("#variations li[data-k='2'] .listen")
         page.wait_for_function("() => { const a = document.querySelectorAll('#variations audio');"
-                               " return a[0].paused && a[1].currentTime > 0.3; }", timeout=30_000)
+                               " return a[0].paused && a[1].currentTime > 1.4; }", timeout=30_000)
+        assert page.locator("#variations li[data-k='2'] .pick").is_disabled()  # variation 3 not heard yet
+        page.wait_for_function("() => document.getElementById('upload-gate').textContent.startsWith('Listen to variation 3 ')",
+                               timeout=30_000)
+        page.click("#variations li[data-k='3'] .listen")
+        page.wait_for_function("() => !document.querySelector(\"#variations li[data-k='2'] .pick\").disabled", timeout=30_000)
         page.click("#variations li[data-k='2'] .pick")
         page.wait_for_function("() => document.querySelector('#upload-status').textContent.includes('variation 2 saved as preferred over the other 2')",
                                timeout=30_000)
@@ -102,7 +110,7 @@ def test_upload_listen_and_pick_in_a_real_browser(tmp_path, browser_ctx, monkeyp
             assert all(p.wav_a.endswith("variation.2.wav") and not p.active for p in pairs)
             assert sorted(p.wav_b.rsplit("/", 1)[1] for p in pairs) == ["variation.1.wav", "variation.3.wav"]
             # what the page reported: 1 heard from the start, 2 from where 1 stopped (so briefly here)
-            assert votes[0].listened_b > 0.3 and votes[0].listened_a > 0.0
+            assert votes[0].listened_b > 0.5 and votes[0].listened_a > 0.5
     finally:
         db.dispose()
     assert np.isfinite(sf.read(next((tmp_path / "uploads").rglob("variation.1.wav")))[0]).all()

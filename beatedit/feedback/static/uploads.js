@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, players: [], picked: false, busy: false };
+  const state = { token: null, players: [], picked: false, busy: false, listen: null };
   window.beateditUploads = state; // read-only view for tests / debugging
 
   function say(msg) { $("upload-status").textContent = msg || ""; }
@@ -18,6 +18,24 @@
     let s = 0;
     for (let i = 0; i < el.played.length; i++) s += el.played.end(i) - el.played.start(i);
     return Math.round(s * 1000) / 1000;
+  }
+
+  // the listening gate, as for A/B votes: a variation is heard past its first seam (+ margin) or for
+  // min(min_listen_s, heard_fraction x its length) seconds; "this one is the best" unlocks once all are heard
+  function isHeard(p) {
+    const L = state.listen;
+    if (!L || !(L.min_listen_s > 0)) return true;
+    const h = heard(p.audio);
+    if (p.firstSeam !== null && p.firstSeam !== undefined && h >= p.firstSeam + L.seam_margin_s) return true;
+    return h >= Math.min(L.min_listen_s, L.heard_fraction * p.duration);
+  }
+
+  function updateGate() {
+    const todo = state.players.filter((p) => !isHeard(p)).map((p) => p.k);
+    const open = todo.length === 0;
+    document.querySelectorAll("#variations .pick").forEach((b) => { b.disabled = state.picked || !open; });
+    $("upload-gate").textContent = open || state.picked ? "" :
+      `Listen to variation${todo.length > 1 ? "s" : ""} ${todo.join(", ")} past the first seam (or ${state.listen.min_listen_s} s) to pick.`;
   }
 
   // side by side: starting one variation pauses the others and continues at the same time position
@@ -52,8 +70,10 @@
       pick.addEventListener("click", () => choose(v.k));
       li.append(label, audio, play, pick);
       list.append(li);
-      state.players.push({ k: v.k, audio, item: li });
+      state.players.push({ k: v.k, audio, item: li, firstSeam: v.first_seam, duration: v.duration });
+      audio.addEventListener("timeupdate", updateGate);
     }
+    updateGate();
   }
 
   async function choose(k) {
@@ -96,6 +116,7 @@
       const body = await resp.json().catch(() => null);
       if (resp.status === 201) {
         state.token = body.token;
+        state.listen = body.listen || null;
         show(body.variations);
         say(`${body.variations.length} variations, best-ranked first: listen, then pick the best.`);
       } else {
