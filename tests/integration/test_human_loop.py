@@ -78,6 +78,8 @@ def loop_repo(tmp_path_factory):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy(src, dst)
+    votes = pd.read_parquet(root / "data/feedback/human_pairs.parquet")  # the repo's own votes are real data: the loop starts empty
+    votes.iloc[:0].to_parquet(root / "data/feedback/human_pairs.parquet", index=False)
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.prefect/\n__pycache__/\n/votes.db*\n/listening/\n")

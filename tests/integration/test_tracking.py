@@ -76,7 +76,7 @@ def test_what_the_mlflow_ui_shows(mlflow_store, tmp_path, monkeypatch):
     with tracking.stage_run("rlhf", cfg) as run:
         log = mlflow_logger("bc")
         log({"bc/loss": 0.5, "accuracy": 0.75, "skipped": float("nan")}, 1)
-        tracking.write_metrics(tmp_path / "metrics" / "rlhf.json", {"best_gold": 0.9, "final_kl": 2.5, "algorithm": "ppo"})
+        tracking.write_metrics(tmp_path / "metrics" / "rlhf.json", {"best_gold": 0.9, "best_kl": 2.5, "algorithm": "ppo"})
         logged = tracking.log_plots(cfg, [plots / "win_rates.csv", plots / "actions.csv"])
     data = client.get_run(run.info.run_id).data
     assert {"bc/loss", "bc/accuracy"} <= set(data.metrics) and not any(k.startswith("bc/bc/") for k in data.metrics)
