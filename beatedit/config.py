@@ -142,6 +142,7 @@ class EnvConfig:
     recent_actions: int = 8  # one-hot history length in the observation
     max_loops_per_episode: int = 8  # loop/repeat actions beyond this are masked
     illegal_action: Literal["keep", "raise"] = "keep"  # a masked action from a mask-unaware agent (plain SB3 PPO): "keep" plays KEEP instead and sets info["illegal_action"]; "raise" is a ValueError
+    keep_start: bool = True  # the policy's edit starts at the song's real start: no cut action at the first beat (the search editor never cuts there; PPO learned to skip intros the listener and users want kept). Editors' plans and preference candidates may still skip it
     length_guard: bool = True  # feasibility masking toward the target: END/FADE_OUT only within tolerance, no overshooting emission, no skip that makes the target unreachable (beatedit/editing/program.py)
     length_tolerance_beats: float = 1.0  # the guard's tolerance around the target, in median beats of the song
 

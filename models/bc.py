@@ -7,8 +7,8 @@ editor, ``beatedit.editing.search.search_decisions``, the strongest baseline; al
 ``heuristic`` and ``fade``) on every training song at ``samples_per_song`` targets
 stratified over the env's target range, plus human edits when given (decision lists,
 or per-beat actions from which the decisions are recovered exactly). An editor's edit
-that the length-guarded env could not take (``models.dpo.within_guard``) is left out and
-counted (``bc_expressible_<editor>``: the fraction kept; the check is ``models.dpo.within_guard``'s).
+that the length-guarded env could not take (``beatedit.editing.program.policy_can_take``: the length guard, ``env.keep_start``) is left out and
+counted (``bc_expressible_<editor>``: the fraction kept; the same check).
 
 Loss: cross-entropy of the masked policy against the demonstrated action, weighted per
 pair by ``count(action) ** -class_balance`` (normalised to mean 1: KEEP is ~90-95% of the
@@ -32,7 +32,7 @@ import torch
 from beatedit.progress import progress_bar
 from beatedit.config import Config, EnvConfig
 from beatedit.editing.editors import fade_decisions, heuristic_decisions
-from beatedit.editing.program import build_edit
+from beatedit.editing.program import policy_can_take
 from beatedit.editing.search import search_decisions
 from beatedit.audio.song import SongAnalysis
 
@@ -89,15 +89,6 @@ def demonstrations(songs: Sequence[SongAnalysis], jobs: Sequence[tuple[int, floa
                           np.full(n, source, dtype="<U9"))
 
 
-def _within_guard(song: SongAnalysis, decisions: Sequence[int], target_ratio: float, env_cfg: EnvConfig) -> bool:
-    """Whether the length-guarded env (the policy's world) could take ``decisions`` at all."""
-    try:
-        build_edit(song, decisions, 0.0, target_ratio, env_cfg, guarded=True)
-    except ValueError:
-        return False
-    return True
-
-
 #: the baseline editors BC can clone: name -> decisions(song, target_ratio, env_cfg)
 EDITOR_DECISIONS = {"search": search_decisions, "heuristic": heuristic_decisions, "fade": fade_decisions}
 
@@ -115,7 +106,7 @@ def editor_demonstrations(songs: Sequence[SongAnalysis], env_cfg: EnvConfig, edi
         for t in stratified_targets(samples_per_song, env_cfg.target_min, env_cfg.target_max, rng):
             d = decide(s, float(t), env_cfg)
             total += 1
-            if _within_guard(s, d, float(t), env_cfg):
+            if policy_can_take(s, d, float(t), env_cfg):
                 jobs.append((i, float(t), d))
     return demonstrations(songs, jobs, env_cfg, editor), (len(jobs) / total if total else float("nan"))
 
@@ -127,7 +118,8 @@ def heuristic_demonstrations(songs: Sequence[SongAnalysis], env_cfg: EnvConfig, 
 
 def human_demonstrations(songs: Sequence[SongAnalysis], edits: Sequence[dict], env_cfg: EnvConfig) -> Demonstrations:
     """``edits``: dicts with ``song_id``, ``target_ratio`` and ``decisions`` (list of action ids) or
-    ``beat_actions`` (per source beat). Edits of songs not in ``songs`` are an error (named)."""
+    ``beat_actions`` (per source beat). Edits of songs not in ``songs`` are an error (named); an edit the policy
+    could not take (``policy_can_take``: off target, or a cut at the first beat under ``env.keep_start``) is left out."""
     index = {s.song_id: i for i, s in enumerate(songs)}
     jobs = []
     for k, e in enumerate(edits):
@@ -138,6 +130,7 @@ def human_demonstrations(songs: Sequence[SongAnalysis], edits: Sequence[dict], e
         if d is None:
             d = decisions_from_beat_actions(songs[i], e["beat_actions"], env_cfg)
         jobs.append((i, float(e["target_ratio"]), [int(a) for a in d]))
+    jobs = [j for j in jobs if policy_can_take(songs[j[0]], j[2], j[1], env_cfg)]  # e.g. one that skips the intro
     return demonstrations(songs, jobs, env_cfg, "human")
 
 

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from beatedit.progress import progress_bar
 from beatedit.config import Config, EnvConfig
 from beatedit.editing.env import VecBeatEditEnv
-from beatedit.editing.program import build_edit
+from beatedit.editing.program import policy_can_take
 from beatedit.audio.song import SongAnalysis
 
 from models.bc import stratified_targets
@@ -79,12 +79,8 @@ def _decisions(song: SongAnalysis, actions, edl_json, env_cfg: EnvConfig, where:
 
 
 def within_guard(song: SongAnalysis, decisions: Sequence[int], target_ratio: float, env_cfg: EnvConfig) -> bool:
-    """Whether the policy, which acts under the env's length guard, could take ``decisions`` at all."""
-    try:
-        build_edit(song, decisions, 0.0, target_ratio, env_cfg, guarded=True)
-    except ValueError:
-        return False
-    return True
+    """Whether the policy, which acts under the env's masks (length guard, ``keep_start``), could take ``decisions``."""
+    return policy_can_take(song, decisions, target_ratio, env_cfg)
 
 
 def build_pairs(df: pd.DataFrame, songs: Sequence[SongAnalysis], env_cfg: EnvConfig, split: str = "train",

@@ -144,6 +144,7 @@ class _Tables:
         self.total_samples = np.asarray([g.source_samples for g in self.grids], dtype=np.int64)
         self.guard_tol = np.asarray([cfg.length_tolerance_beats * g.beat_samples for g in self.grids], dtype=np.float64)
         self.length_guard = bool(cfg.length_guard)
+        self.keep_start = bool(cfg.keep_start)
         for k, v in tabs.items():
             setattr(self, k, np.concatenate(v))
         # bib one-hot table (zero row for positions >= BIB_SLOTS and past the end)
@@ -204,6 +205,10 @@ class _Tables:
         m[:, Action.END] = live & has_out & self.is_bar_start[g]
         if self.length_guard and out_samples is not None and target_samples is not None:
             m = self._guarded(m, song, cursor, out_samples, target_samples)
+        if self.keep_start:  # EnvConfig.keep_start: no cut at the first beat (after the guard; a row it would empty keeps its mask)
+            kept = m.copy()
+            kept[cursor == 0, Action.CUT:Action.CUT_TO_NEXT_PHRASE + 1] = False
+            m = np.where(kept.any(axis=1)[:, None], kept, m)
         return m
 
     def dests(self, song: np.ndarray, cursor: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -312,7 +317,7 @@ class BeatEditEnv(gym.Env):
                                    np.array([self.target_samples]), np.array([s.loops_used]), hist)[0]
 
     def action_masks(self) -> np.ndarray:
-        return _mask(self.tables.grids[self.song_index], self.state, self.cfg.max_loops_per_episode)
+        return _mask(self.tables.grids[self.song_index], self.state, self.cfg.max_loops_per_episode, self.cfg.keep_start)
 
     # --- gym API ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -248,12 +248,19 @@ def reachable(need: float, before_last: float, last: float, rest: float, tol: fl
     return (-tol <= need <= before_last + tol) or (last - tol <= need <= rest + tol)
 
 
-def _mask(g: SongGrid, s: EditState, max_loops: int) -> np.ndarray:
+def _mask(g: SongGrid, s: EditState, max_loops: int, keep_start: bool = False) -> np.ndarray:
+    """Legal actions (the guard's rules too); ``keep_start`` (``EnvConfig.keep_start``, the policy's masks): no cut at
+    the first beat, so the edit begins at the song's real start."""
     base = np.array([_is_legal(g, s, a, max_loops) for a in range(N_ACTIONS)], dtype=bool)
-    if s.guard is None:
-        return base
-    guarded = base & np.array([bool(base[a]) and _guard_allows(g, s, a) for a in range(N_ACTIONS)], dtype=bool)
-    return guarded if guarded.any() else base
+    m = base
+    if s.guard is not None:
+        guarded = base & np.array([bool(base[a]) and _guard_allows(g, s, a) for a in range(N_ACTIONS)], dtype=bool)
+        m = guarded if guarded.any() else base
+    if keep_start and s.cursor == 0:  # after the guard: a mask it would empty (an impossible target) stays as it is
+        kept = m.copy()
+        kept[list(CUT_ACTIONS)] = False
+        m = kept if kept.any() else m
+    return m
 
 
 def _is_legal(g: SongGrid, s: EditState, a: int, max_loops: int) -> bool:
@@ -288,7 +295,7 @@ def _is_legal(g: SongGrid, s: EditState, a: int, max_loops: int) -> bool:
 def action_mask(song: SongAnalysis, state: EditState, cfg: EnvConfig | None = None) -> np.ndarray:
     """bool [10]: which actions are legal at ``state`` (all False once the episode is done)."""
     cfg = cfg or EnvConfig()
-    return _mask(song_grid(song), state, cfg.max_loops_per_episode)
+    return _mask(song_grid(song), state, cfg.max_loops_per_episode, cfg.keep_start)
 
 
 def _apply_inplace(g: SongGrid, s: EditState, action: int, max_loops: int) -> None:
@@ -428,6 +435,18 @@ def start_state(song: SongAnalysis, target_ratio: float | None = None, cfg: EnvC
     """The state at the start of an edit; with ``guarded`` (and ``cfg.length_guard``) it carries the
     ``LengthGuard`` for ``target_ratio``. Editors, the env and the policy start here."""
     return EditState(guard=length_guard(song, target_ratio, cfg) if guarded else None)
+
+
+def policy_can_take(song: SongAnalysis, decisions: Sequence[int], target_ratio: float, cfg: EnvConfig) -> bool:
+    """Whether the policy, which acts under the env's masks (the length guard, ``keep_start``), could take
+    ``decisions`` at all: a demonstration or preference edit it could not is no training signal for it."""
+    if cfg.keep_start and len(decisions) and int(decisions[0]) in CUT_ACTIONS:  # the cursor is 0 only at the first decision
+        return False
+    try:
+        build_edit(song, decisions, 0.0, target_ratio, cfg, guarded=True)
+    except ValueError:
+        return False
+    return True
 
 
 def build_edit(song: SongAnalysis, decisions: Sequence[int], crossfade_ms: float,

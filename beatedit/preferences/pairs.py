@@ -62,7 +62,7 @@ import pandas as pd
 
 from beatedit.judging import listener
 from beatedit.editing.actions import Action
-from beatedit.config import CANDIDATE_KINDS, Config
+from beatedit.config import CANDIDATE_KINDS, Config, EnvConfig
 from beatedit.editing.program import EditResult, EditState, action_mask, apply_action, build_edit, song_grid
 from beatedit.editing.editors import fade_decisions, heuristic_decisions, random_decisions
 from beatedit.editing.search import search_decisions
@@ -147,6 +147,11 @@ def plan_of(song: SongAnalysis, decisions: Sequence[int]) -> Plan:
     return Plan(keep, loops, fade_in, fade_out, end)
 
 
+#: the mask a plan is encoded under: a plan may skip the intro (the policy may not: ``EnvConfig.keep_start``), so
+#: the reward model still sees what a lost start costs
+PLAN_ENV = EnvConfig(keep_start=False)
+
+
 def encode_plan(song: SongAnalysis, plan: Plan) -> list[int]:
     """Canonical legal decisions for a plan (illegal wishes degrade to KEEP / CUT, never fail)."""
     g = song_grid(song)
@@ -160,7 +165,7 @@ def encode_plan(song: SongAnalysis, plan: Plan) -> list[int]:
     s = EditState()
     while not s.done:
         c = s.cursor
-        m = action_mask(song, s)
+        m = action_mask(song, s, PLAN_ENV)
         if c == plan.fade_out_at and m[Action.FADE_OUT]:
             a = Action.FADE_OUT
         elif c == plan.end_at and m[Action.END]:

@@ -133,7 +133,7 @@ def test_edit_song_is_a_valid_edit_and_greedy_is_deterministic():
 
 
 def test_decisions_recovered_from_beat_actions_and_replayed():
-    cfg = EnvConfig()
+    cfg = EnvConfig(keep_start=False)  # the editors' decisions may skip a pickup at the first beat
     rng = np.random.default_rng(0)
     songs = [rl_song(i) for i in range(3)]
     jobs = []
@@ -161,6 +161,7 @@ def test_bc_clones_the_heuristic_editor_including_its_rare_decisions():
     from models.bc import heuristic_demonstrations, make_reference, rare_recall, train_bc
 
     cfg = Config()
+    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, keep_start=False))  # all of the heuristic's edits replayable
     bc = dataclasses.replace(cfg.rlhf.bc, editors=("heuristic",), epochs=30, samples_per_song=4, val_fraction=0.0,
                              batch_size=32)
     cfg = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, bc=bc, policy=SMALL))

@@ -54,7 +54,9 @@ def names(mask):
 # ----------------------------------------------------------------------------- masks
 def test_mask_at_start_off_the_bar(song44):
     # beat 0 is a pickup: not a bar start; nothing output yet
-    assert names(mask_of(song44, [])) == {"KEEP", "CUT", "CUT_TO_NEXT_BAR", "CUT_TO_NEXT_PHRASE", "LOOP_BEAT", "FADE_IN"}
+    assert names(mask_of(song44, [], EnvConfig(keep_start=False))) == {"KEEP", "CUT", "CUT_TO_NEXT_BAR", "CUT_TO_NEXT_PHRASE",
+                                                                       "LOOP_BEAT", "FADE_IN"}
+    assert names(mask_of(song44, [])) == {"KEEP", "LOOP_BEAT", "FADE_IN"}  # env.keep_start (default): the real start stays
 
 
 def test_mask_on_a_bar_and_phrase_start_after_output(song44):

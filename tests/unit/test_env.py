@@ -270,3 +270,40 @@ def test_vec_env_illegal_actions_and_dense_flag(songs):
     assert obs2 is buf and buf.any()
     with pytest.raises(ValueError, match="obs_out"):
         vec.step(np.zeros(4, dtype=int), obs_out=np.zeros((4, 3), np.float32))
+
+
+@pytest.mark.parametrize("keep_start", [True, False])
+def test_keep_start_masks_cuts_at_the_first_beat_only(songs, keep_start):
+    """env.keep_start: the policy's masks (single env, vectorised env, action_mask) forbid a cut at the first beat and
+    nowhere else; off, cuts there are legal again. Plans / editors' decisions are not restricted by it."""
+    cfg = EnvConfig(keep_start=keep_start)
+    cuts = [A.CUT, A.CUT_TO_NEXT_BAR, A.CUT_TO_NEXT_PHRASE]
+    vec = VecBeatEditEnv(songs, 4, cfg, seed=0, dense=False)
+    vec.reset()
+    m0 = vec.action_masks()
+    assert (m0[:, cuts].any(axis=1) == (not keep_start)).all() and m0[:, A.KEEP].all()
+    single = BeatEditEnv(songs[0], cfg)
+    single.reset(seed=0)
+    assert single.action_masks()[cuts].any() == (not keep_start)
+    s = start_state(songs[0], 0.6, cfg)
+    assert action_mask(songs[0], s, cfg)[cuts].any() == (not keep_start)
+    s = apply_action(songs[0], s, A.KEEP, cfg)
+    assert action_mask(songs[0], s, cfg)[cuts].any()  # from the second beat on, cutting is the policy's choice
+
+
+def test_policy_can_take_refuses_a_cut_at_the_first_beat(songs):
+    """The check BC and DPO filter demonstrations / pairs with: an edit that skips the intro can be built (editors and
+    preference candidates may), but the policy under env.keep_start could not take it."""
+    from beatedit.editing.program import policy_can_take, song_grid
+
+    song = songs[0]
+    g = song_grid(song)
+    first_bar = int(g.next_bar[0])
+    skip_intro = [int(A.CUT_TO_NEXT_BAR)] + [int(A.KEEP)] * (g.n - first_bar)
+    edit = build_edit(song, skip_intro, 0.0, None, EnvConfig(), guarded=False)
+    ratio = edit.edl.n_samples / source_samples(song)
+    assert policy_can_take(song, skip_intro, ratio, EnvConfig(keep_start=False))
+    assert not policy_can_take(song, skip_intro, ratio, EnvConfig())
+    keep_intro = [int(A.KEEP)] * first_bar + [int(A.CUT_TO_NEXT_BAR)] + [int(A.KEEP)] * (g.n - int(g.next_bar[first_bar]))
+    ratio = build_edit(song, keep_intro, 0.0, None, EnvConfig(), guarded=False).edl.n_samples / source_samples(song)
+    assert policy_can_take(song, keep_intro, ratio, EnvConfig())
