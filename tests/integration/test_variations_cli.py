@@ -69,8 +69,10 @@ def test_best_of_keeps_the_top_sample(kit, tmp_path, monkeypatch, capsys):
     assert run(kit, tmp_path / "best.wav", "--best-of", "12", "--seed", "3") == 0
     assert run(kit, tmp_path / "var.wav", "--variations", "1", "--best-of", "12", "--seed", "3") == 0
     assert segments(tmp_path / "best.edl.json") == segments(tmp_path / "var.1.edl.json")
-    assert run(kit, tmp_path / "cold.wav", "--best-of", "12", "--seed", "3", "--temperature", "0.3") == 0
-    assert segments(tmp_path / "cold.edl.json") != segments(tmp_path / "best.edl.json")  # the flag reaches the sampler
+    # the flag reaches the sampler (the test's policy is untrained, its logits near uniform: only a low temperature
+    # changes what the same random draws pick)
+    assert run(kit, tmp_path / "cold.wav", "--best-of", "12", "--seed", "3", "--temperature", "0.05") == 0
+    assert segments(tmp_path / "cold.edl.json") != segments(tmp_path / "best.edl.json")
     assert run(kit, tmp_path / "other.wav", "--best-of", "12", "--seed", "4") == 0  # seeded: another seed, other samples
     assert segments(tmp_path / "other.edl.json") != segments(tmp_path / "best.edl.json")
     capsys.readouterr()
