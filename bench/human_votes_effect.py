@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,7 +36,6 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="override reward.epochs (default: params.yaml's)")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = load_config(args.params)
     pairs = load_pairs(cfg)
     human = pairs["source"].eq("human")
